@@ -1,0 +1,82 @@
+"""Prefect state hooks that mirror each unit's task-run state into the manager.
+
+A hook records and publishes, nothing more; it never raises into Prefect's engine
+(a failing store write is logged and the run carries on).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from datatrace_tasks.exceptions import UnitPaused
+from datatrace_tasks.units import UnitStatus
+
+if TYPE_CHECKING:
+    from datatrace_tasks.manager import TaskManager
+
+log = logging.getLogger("datatrace.hooks")
+
+Hook = Callable[[Any, Any, Any], None]
+
+
+def _unit_id() -> str:
+    from prefect.runtime import task_run
+
+    return str(task_run.parameters["unit_id"])
+
+
+def state_exception(state: Any) -> BaseException | None:
+    """The exception a Failed state carries, if it is in memory."""
+    data = getattr(state, "data", None)
+    if isinstance(data, BaseException):
+        return data
+    try:
+        state.result(raise_on_failure=True)
+    except BaseException as exc:  # noqa: BLE001 - we want whatever the run raised
+        return exc
+    return None
+
+
+def _guarded(name: str, body: Callable[[Any, Any, Any], None]) -> Hook:
+    def hook(task: Any, task_run: Any, state: Any) -> None:
+        try:
+            body(task, task_run, state)
+        except Exception:
+            log.exception("hook %s failed for task run %s; the run carries on", name, task_run.name)
+
+    hook.__name__ = name
+    return hook
+
+
+def unit_hooks(manager: TaskManager, task_id: str, error_strategy: str) -> dict[str, list[Hook]]:
+    """The `on_running`, `on_completion` and `on_failure` hooks for one task's units."""
+
+    def on_running(_task: Any, task_run: Any, _state: Any) -> None:
+        if manager.pause_requested(task_id):
+            return  # the body will stop before doing anything; the unit stays as it was
+        manager.update_unit_status_with_sync(
+            task_id, _unit_id(), UnitStatus.RUNNING, error_message="", attempts=task_run.run_count
+        )
+
+    def on_completion(_task: Any, _task_run: Any, _state: Any) -> None:
+        manager.update_unit_status_with_sync(task_id, _unit_id(), UnitStatus.COMPLETED)
+
+    def on_failure(_task: Any, _task_run: Any, state: Any) -> None:
+        unit_id = _unit_id()
+        exc = state_exception(state)
+        if isinstance(exc, UnitPaused):
+            if exc.started:
+                manager.update_unit_status_with_sync(task_id, unit_id, UnitStatus.PAUSED)
+            return
+        manager.fail_unit_with_sync(task_id, unit_id, exc if exc is not None else state.message)
+        if error_strategy == "pause":
+            log.warning("unit %r failed under the pause strategy: pausing the task", unit_id)
+            manager.request_pause(task_id)
+
+    return {
+        "on_running": [_guarded("datatrace_on_running", on_running)],
+        "on_completion": [_guarded("datatrace_on_completion", on_completion)],
+        "on_failure": [_guarded("datatrace_on_failure", on_failure)],
+    }

@@ -1,0 +1,1 @@
+"""Alembic migrations of the state store, applied on first use by `Store`."""

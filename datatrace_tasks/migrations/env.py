@@ -1,0 +1,17 @@
+"""Alembic environment: runs on the connection `Store` hands over."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from datatrace_tasks.models import Base
+
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    version_table="datatrace_alembic_version",
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,46 @@
+"""Database URLs: parsing and masking, so a password never reaches a log or a message."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from datatrace_tasks.exceptions import ConfigError
+
+_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
+
+
+def parse_url(url: str | URL) -> URL:
+    """Parse a SQLAlchemy URL, with an error that shows it masked."""
+    if isinstance(url, URL):
+        return url
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(f"not a database URL: {mask_text(url)!r}") from exc
+
+
+def mask_url(url: str | URL) -> str:
+    """`user:***@host:port/db`: the URL as it may be shown anywhere."""
+    try:
+        return parse_url(url).render_as_string(hide_password=True)
+    except ConfigError:
+        return mask_text(str(url))
+
+
+def mask_text(text: str) -> str:
+    """Mask any `scheme://user:password@` inside free text (driver messages, tracebacks)."""
+    return _PASSWORD_IN_URL.sub(r"\g<head>***\g<at>", text)
+
+
+def describe(url: str | URL) -> str:
+    """`host:port/database` (or the file for SQLite), to name a database in an error."""
+    u = parse_url(url)
+    if u.get_backend_name() == "sqlite":
+        return f"sqlite file {u.database or ':memory:'}"
+    where = u.host or "localhost"
+    if u.port:
+        where += f":{u.port}"
+    return f"{u.get_backend_name()} at {where}/{u.database or ''}"
