@@ -22,8 +22,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check datatrace_tasks flows api tests bench
-	$(BIN)/ruff check datatrace_tasks flows api tests bench
+	$(BIN)/ruff format --check datatrace_tasks flows api tests
+	$(BIN)/ruff check datatrace_tasks flows api tests
 	$(BIN)/mypy datatrace_tasks
 
 bench: $(STAMP)

@@ -19,7 +19,10 @@ def parse_url(url: str | URL) -> URL:
     try:
         return make_url(url)
     except (ArgumentError, ValueError) as exc:
-        raise ConfigError(f"not a database URL: {mask_text(url)!r}") from exc
+        # The text may hold a password in a shape the masker cannot see: never echo it.
+        raise ConfigError(
+            "not a database URL (expected dialect+driver://user:password@host:port/database)"
+        ) from exc
 
 
 def mask_url(url: str | URL) -> str:
