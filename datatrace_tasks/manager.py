@@ -63,6 +63,7 @@ class TaskManager:
         self.progress_interval = (
             settings.progress_interval if progress_interval is None else progress_interval
         )
+        self.lease_seconds = settings.lease_seconds
         self._lock = threading.RLock()
         self._units: dict[str, dict[str, TaskUnit]] = {}
         self._extra_monitors: list[ProgressMonitor] = []

@@ -36,6 +36,15 @@ class DataTraceSettings(BaseSettings):
         description="Seconds between two progress writes of one unit to the database.",
     )
 
+    lease_seconds: float = Field(
+        default=30.0,
+        gt=0.0,
+        description=(
+            "How long a runner's claim on a task lasts without a heartbeat; after that a "
+            "crashed runner's task may be resumed by another."
+        ),
+    )
+
     def store_url(self) -> str:
         """The state store URL, defaulting to SQLite in the data folder."""
         if self.database_url is not None:

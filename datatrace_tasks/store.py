@@ -12,19 +12,20 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy import Engine, create_engine, event, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from datatrace_tasks.exceptions import (
     DatabaseUnreachable,
     DuplicateUnitName,
+    TaskAlreadyRunning,
     TaskNotFound,
     UnitNotFound,
 )
@@ -315,6 +316,63 @@ class Store:
                     message=message,
                     created_at=utcnow(),
                 )
+            )
+
+    def claim_task(self, task_id: str, owner: str, *, lease_seconds: float) -> None:
+        """Take the task for `owner`, unless another owner's lease is still fresh.
+
+        One conditional UPDATE decides, so two runners racing on one store cannot
+        both win. A crashed runner stops renewing; its lease expires and the task
+        can be claimed (and its stale `running` units resumed) again.
+
+        Raises:
+            TaskNotFound: no such task.
+            TaskAlreadyRunning: another live runner holds it (its name is given).
+        """
+        now = utcnow()
+        stale = now - timedelta(seconds=lease_seconds)
+        with self.session() as s:
+            claimed = s.execute(
+                update(SyncTaskRow)
+                .where(
+                    SyncTaskRow.id == task_id,
+                    or_(
+                        SyncTaskRow.owner.is_(None),
+                        SyncTaskRow.owner == owner,
+                        SyncTaskRow.heartbeat_at.is_(None),
+                        SyncTaskRow.heartbeat_at < stale,
+                    ),
+                )
+                .values(owner=owner, heartbeat_at=now)
+            ).rowcount  # type: ignore[attr-defined]
+            if claimed:
+                return
+            row = s.get(SyncTaskRow, task_id)
+            if row is None:
+                raise TaskNotFound(task_id)
+            seen = f"{row.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if row.heartbeat_at else "never"
+            raise TaskAlreadyRunning(
+                f"sync task {task_id!r} is already running in {row.owner} "
+                f"(last heartbeat {seen}); wait for it, or pause it first"
+            )
+
+    def renew_claim(self, task_id: str, owner: str) -> bool:
+        """Refresh `owner`'s lease; False if someone else took the task meanwhile."""
+        with self.session() as s:
+            n = s.execute(
+                update(SyncTaskRow)
+                .where(SyncTaskRow.id == task_id, SyncTaskRow.owner == owner)
+                .values(heartbeat_at=utcnow())
+            ).rowcount  # type: ignore[attr-defined]
+            return bool(n)
+
+    def release_task(self, task_id: str, owner: str) -> None:
+        """Give up `owner`'s claim on the task."""
+        with self.session() as s:
+            s.execute(
+                update(SyncTaskRow)
+                .where(SyncTaskRow.id == task_id, SyncTaskRow.owner == owner)
+                .values(owner=None, heartbeat_at=None)
             )
 
     def set_pause_requested(self, task_id: str, requested: bool) -> None:

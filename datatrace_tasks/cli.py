@@ -1,0 +1,205 @@
+"""The `datatrace` command line.
+
+Prefect is imported only by the commands that run flows, so `--help` and `status`
+answer at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from datatrace_tasks.exceptions import DataTraceError
+from datatrace_tasks.urls import mask_text
+
+app = typer.Typer(
+    name="datatrace",
+    help="Observable, resumable, concurrency-limited database sync jobs on Prefect.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+JobArg = Annotated[Path, typer.Argument(help="YAML job file (see README).", show_default=False)]
+TaskArg = Annotated[str, typer.Argument(help="Sync task id, as `run` printed it.")]
+
+
+def _quiet_prefect() -> None:
+    """Keep Prefect's per-task INFO lines off the terminal the progress bars use."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def _manager() -> Any:
+    from datatrace_tasks.manager import TaskManager
+
+    return TaskManager()
+
+
+def _run_and_report(manager: Any, task_id: str, job: Any) -> None:
+    from datatrace_tasks.console import live_progress, units_table
+    from datatrace_tasks.jobs import run_task
+
+    started = time.monotonic()
+    manager.load_task_units_from_db(task_id)
+    with live_progress(manager.monitor, task_id, console):
+        outcome = run_task(manager, task_id, job)
+    console.print(units_table(manager.store, task_id))
+    console.print(f"task {task_id}: {time.monotonic() - started:.1f} s")
+    if not outcome.ok:
+        err.print(
+            f"[red]not every unit completed[/]: {outcome.failed} failed, "
+            f"{outcome.unfinished} unfinished. Resume with: datatrace resume {task_id}"
+        )
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    concurrency: Annotated[int, typer.Option(help="Units copied at once.")] = 3,
+    folder: Annotated[
+        Path | None, typer.Option(help="Where the demo databases go (default: data folder).")
+    ] = None,
+) -> None:
+    """Generate a small SQLite shop database and sync it into another, live."""
+    _quiet_prefect()
+    from datatrace_tasks.demo import create_demo_source
+    from datatrace_tasks.settings import DataTraceSettings
+    from datatrace_tasks.sync import job_from_dict
+
+    where = folder or DataTraceSettings().data_dir / "demo"
+    source, target = where / "source.db", where / "target.db"
+    console.print(f"generating the demo source database [bold]{source}[/] ...")
+    rows = create_demo_source(source)
+    target.unlink(missing_ok=True)
+    console.print(f"{sum(rows.values()):,} rows in {len(rows)} tables; syncing to {target}")
+    job = job_from_dict(
+        {
+            "name": "demo-shop",
+            "source": f"sqlite:///{source}",
+            "target": f"sqlite:///{target}",
+            "concurrency": concurrency,
+            "batch_size": 5000,
+        },
+        where="demo job",
+    )
+    from datatrace_tasks.jobs import create_task_from_job
+
+    manager = _manager()
+    task_id = create_task_from_job(manager, job, job_path=None)
+    console.print(f"sync task [bold]{task_id}[/] (starting Prefect) ...")
+    _run_and_report(manager, task_id, job)
+
+
+@app.command()
+def plan(job_file: JobArg) -> None:
+    """Dry run: each unit, its estimated rows, the DDL a run would execute, and refusals."""
+    from datatrace_tasks.sync import load_job, plan_job
+
+    result = plan_job(load_job(job_file))
+    console.print(result.render())
+    if result.refused:
+        err.print(f"[red]{len(result.refused)} table(s) would be refused[/]")
+        raise typer.Exit(1)
+
+
+@app.command()
+def run(job_file: JobArg) -> None:
+    """Create a sync task from a job file and run it; exit 0 only if every unit completed."""
+    _quiet_prefect()
+    from datatrace_tasks.jobs import create_task_from_job
+    from datatrace_tasks.sync import load_job
+
+    job = load_job(job_file)
+    manager = _manager()
+    task_id = create_task_from_job(manager, job, job_path=job_file)
+    console.print(f"sync task [bold]{task_id}[/]")
+    _run_and_report(manager, task_id, job)
+
+
+@app.command()
+def resume(task_id: TaskArg) -> None:
+    """Continue a paused, failed or interrupted task: only units not completed run."""
+    _quiet_prefect()
+    from datatrace_tasks.jobs import job_for_task
+
+    manager = _manager()
+    job = job_for_task(manager, task_id)
+    _run_and_report(manager, task_id, job)
+
+
+@app.command()
+def pause(task_id: TaskArg) -> None:
+    """Ask a running task (in any process) to pause at its units' next batch."""
+    manager = _manager()
+    manager.request_pause(task_id)
+    console.print(f"pause requested for {task_id}")
+
+
+@app.command()
+def status(task_id: TaskArg) -> None:
+    """Show a task's units: status, rows, percentage, time, errors."""
+    from datatrace_tasks.console import units_table
+    from datatrace_tasks.settings import DataTraceSettings
+    from datatrace_tasks.store import Store
+
+    store = Store(DataTraceSettings().store_url())
+    console.print(units_table(store, task_id))
+
+
+@app.command()
+def tasks() -> None:
+    """List the newest sync tasks."""
+    from rich.table import Table
+
+    from datatrace_tasks.settings import DataTraceSettings
+    from datatrace_tasks.store import Store
+
+    store = Store(DataTraceSettings().store_url())
+    table = Table("id", "name", "status", "created (UTC)", "message")
+    for t in store.list_tasks():
+        table.add_row(t.id, t.name, t.status, f"{t.created_at:%Y-%m-%d %H:%M:%S}", t.message)
+    console.print(table)
+
+
+@app.command()
+def verify(task_id: TaskArg) -> None:
+    """Re-check a task's target tables against the source (counts and checksums)."""
+    from datatrace_tasks.jobs import job_for_task
+    from datatrace_tasks.sync import verify_job
+
+    manager = _manager()
+    job = job_for_task(manager, task_id)
+    tables = [u.id for u in manager.store.load_units(task_id)]
+    results = verify_job(job, tables)
+    bad = 0
+    for table, result in results.items():
+        ok = result.get("ok", True) if isinstance(result, dict) else True
+        bad += not ok
+        console.print(f"{'[green]ok[/]' if ok else '[red]MISMATCH[/]'} {table}: {result}")
+    if bad:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Entry point: one readable line per known error, passwords masked, non-zero exit."""
+    try:
+        app()
+    except DataTraceError as exc:
+        err.print(f"[red]error:[/] {mask_text(str(exc))}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,128 @@
+"""Terminal views: live per-unit progress bars and the summary table, drawn with rich."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from datatrace_tasks.progress import ProgressMonitor, UnitUpdate
+from datatrace_tasks.store import Store
+from datatrace_tasks.units import UnitStatus
+
+_STYLE = {
+    UnitStatus.PENDING: "dim",
+    UnitStatus.RUNNING: "cyan",
+    UnitStatus.COMPLETED: "green",
+    UnitStatus.FAILED: "bold red",
+    UnitStatus.PAUSED: "yellow",
+}
+
+
+@contextmanager
+def live_progress(monitor: ProgressMonitor, task_id: str, console: Console) -> Iterator[None]:
+    """Draw one bar per unit of `task_id`, fed by the monitor, while the block runs."""
+    progress = Progress(
+        TextColumn("{task.fields[status]:>9}"),
+        TextColumn("[bold]{task.description}", justify="left"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        refresh_per_second=8,
+    )
+    bars: dict[str, TaskID] = {}
+    stop = threading.Event()
+
+    def apply(update: UnitUpdate) -> None:
+        if update.task_id != task_id:
+            return
+        unit = update.unit
+        status = f"[{_STYLE[unit.status]}]{unit.status.value}[/]"
+        total = max(unit.total_records, unit.processed_records, 1)
+        if unit.id not in bars:
+            # A bar's clock starts when its unit starts running, not when it is listed.
+            bars[unit.id] = progress.add_task(
+                unit.name, total=total, status=status, start=unit.status is UnitStatus.RUNNING
+            )
+        bar = bars[unit.id]
+        if unit.status is UnitStatus.RUNNING and not progress.tasks[bar].started:
+            progress.start_task(bar)
+        progress.update(bar, completed=unit.processed_records, total=total, status=status)
+        if unit.status.is_final:
+            progress.stop_task(bar)
+
+    def pump(updates: queue.Queue[UnitUpdate]) -> None:
+        while not stop.is_set():
+            try:
+                apply(updates.get(timeout=0.1))
+            except queue.Empty:
+                continue
+        while not updates.empty():
+            apply(updates.get_nowait())
+
+    for unit in monitor.units(task_id):
+        apply(UnitUpdate(task_id, unit))
+    with monitor.subscribe() as updates, progress:
+        thread = threading.Thread(target=pump, args=(updates,), daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+
+def _seconds(started: datetime | None, finished: datetime | None) -> float | None:
+    if started is None or finished is None:
+        return None
+    return max((finished - started).total_seconds(), 0.0)
+
+
+def units_table(store: Store, task_id: str) -> Table:
+    """The units of a task as a table: status, rows, seconds, rows/s, error."""
+    task = store.get_task(task_id)
+    table = Table(title=f"{task.name}  [dim]{task.id}[/]  {task.status}", title_justify="left")
+    table.add_column("unit", no_wrap=True)
+    table.add_column("status")
+    table.add_column("rows", justify="right")
+    table.add_column("of", justify="right")
+    table.add_column("%", justify="right")
+    table.add_column("seconds", justify="right")
+    table.add_column("rows/s", justify="right")
+    table.add_column("error", overflow="fold")
+    total_rows = 0
+    for unit in store.load_units(task_id):
+        row = store.unit_row(task_id, unit.id)
+        secs = _seconds(row["started_at"], row["finished_at"])
+        rate = f"{unit.processed_records / secs:,.0f}" if secs else ""
+        total_rows += unit.processed_records
+        table.add_row(
+            unit.name,
+            f"[{_STYLE[unit.status]}]{unit.status.value}[/]",
+            f"{unit.processed_records:,}",
+            f"{unit.total_records:,}",
+            f"{unit.percentage:.1f}",
+            "" if secs is None else f"{secs:.2f}",
+            rate,
+            unit.error_message,
+        )
+    if task.message:
+        table.caption = f"{total_rows:,} rows; {task.message}"
+    return table

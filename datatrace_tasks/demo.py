@@ -1,0 +1,145 @@
+"""The demo source: a small shop database in SQLite, generated with a fixed seed."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    create_engine,
+    insert,
+)
+
+# (table, rows): from a few thousand rows to 200,000, as a real schema would have.
+DEMO_TABLES: dict[str, int] = {
+    "regions": 3_000,
+    "customers": 20_000,
+    "products": 5_000,
+    "orders": 60_000,
+    "order_items": 200_000,
+    "page views": 80_000,  # a name that needs quoting
+}
+
+
+def _schema() -> MetaData:
+    md = MetaData()
+    Table("regions", md, Column("id", Integer, primary_key=True), Column("name", String(40)))
+    Table(
+        "customers",
+        md,
+        Column("id", Integer, primary_key=True),
+        Column("name", String(80)),
+        Column("email", String(120)),
+        Column("region_id", Integer),
+        Column("signed_up", Date),
+    )
+    Table(
+        "products",
+        md,
+        Column("sku", String(16), primary_key=True),
+        Column("title", String(120)),
+        Column("price", Numeric(10, 2)),
+    )
+    Table(
+        "orders",
+        md,
+        Column("id", Integer, primary_key=True),
+        Column("customer_id", Integer),
+        Column("placed_at", DateTime),
+        Column("note", Text, nullable=True),
+    )
+    Table(
+        "order_items",
+        md,
+        Column("order_id", Integer, primary_key=True),
+        Column("line_no", Integer, primary_key=True),
+        Column("sku", String(16)),
+        Column("quantity", Integer),
+        Column("price", Numeric(10, 2)),
+    )
+    Table(
+        "page views",
+        md,
+        Column("id", Integer, primary_key=True),
+        Column("path", String(200)),
+        Column("seen_at", DateTime),
+    )
+    return md
+
+
+def create_demo_source(path: Path, *, seed: int = 7) -> dict[str, int]:
+    """(Re)create the demo database at `path`; returns rows per table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    rnd = random.Random(seed)
+    md = _schema()
+    engine = create_engine(f"sqlite:///{path}")
+    md.create_all(engine)
+    t = md.tables
+    base = datetime(2026, 1, 1)
+    words = ["北京", "Lyon", "São Paulo", "Nairobi", "Oslo", "東京", "Zürich", "Lima"]
+    rows: dict[str, list[dict[str, Any]]] = {
+        "regions": [{"id": i, "name": f"{rnd.choice(words)}-{i}"} for i in range(1, 3_001)],
+        "customers": [
+            {
+                "id": i,
+                "name": f"customer {i} {rnd.choice(['😀', 'é', '', 'ß'])}",
+                "email": f"c{i}@example.com",
+                "region_id": rnd.randint(1, 3_000),
+                "signed_up": (base - timedelta(days=rnd.randint(0, 900))).date(),
+            }
+            for i in range(1, 20_001)
+        ],
+        "products": [
+            {
+                "sku": f"SKU-{i:06d}",
+                "title": f"product {i}",
+                "price": Decimal(rnd.randint(100, 99_999)) / 100,
+            }
+            for i in range(1, 5_001)
+        ],
+        "orders": [
+            {
+                "id": i,
+                "customer_id": rnd.randint(1, 20_000),
+                "placed_at": base + timedelta(seconds=rnd.randint(0, 30_000_000)),
+                "note": None if i % 3 else f"gift wrap #{i}",
+            }
+            for i in range(1, 60_001)
+        ],
+        "order_items": [
+            {
+                "order_id": 1 + n // 4,
+                "line_no": 1 + n % 4,
+                "sku": f"SKU-{rnd.randint(1, 5_000):06d}",
+                "quantity": rnd.randint(1, 9),
+                "price": Decimal(rnd.randint(100, 99_999)) / 100,
+            }
+            for n in range(200_000)
+        ],
+        "page views": [
+            {
+                "id": i,
+                "path": f"/p/{rnd.randint(1, 5_000)}",
+                "seen_at": base + timedelta(seconds=i),
+            }
+            for i in range(1, 80_001)
+        ],
+    }
+    with engine.begin() as conn:
+        for name, data in rows.items():
+            conn.execute(insert(t[name]), data)
+    engine.dispose()
+    return {name: len(data) for name, data in rows.items()}

@@ -1,0 +1,260 @@
+"""The target table of a unit: the DDL that would create it, or why an existing one cannot
+take the source rows. Checked before any row is written."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.schema import CreateTable
+from sqlalchemy.sql import sqltypes
+from sqlalchemy.types import TypeEngine
+
+from datatrace_tasks.exceptions import SchemaIncompatible
+from datatrace_tasks.sync.catalog import (
+    INTEGER_BYTES,
+    SourceColumn,
+    SourceTable,
+    read_mysql_catalog,
+)
+from datatrace_tasks.sync.engines import is_mysql
+from datatrace_tasks.sync.typemap import Convert, decimal_digits, integer_range, portable_table
+
+# A foreign-key line of SHOW CREATE TABLE output: "  CONSTRAINT `fk` FOREIGN KEY (...) ...".
+_FK_LINE = re.compile(r"^\s*CONSTRAINT\s+`(?:[^`]|``)*`\s+FOREIGN\s+KEY\b", re.IGNORECASE)
+_HEADER = re.compile(r"^CREATE\s+TABLE\s+`(?:[^`]|``)*`", re.IGNORECASE)
+
+
+@dataclass
+class TargetTable:
+    """How a unit writes: the Table its statements use, converters, and what `prepare` does."""
+
+    table: sa.Table
+    key: tuple[str, ...]
+    converters: dict[str, Convert] = field(default_factory=dict)
+    ddl: str | None = None  # None: the table exists and is compatible
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        """`create` or `exists, compatible`, as `plan` shows it."""
+        return "create" if self.ddl else "exists, compatible"
+
+
+def mysql_create_statement(source: Connection, target: Engine, table: SourceTable) -> str:
+    """The source's own CREATE TABLE, with the name re-quoted for the target and FKs removed.
+
+    Using `SHOW CREATE TABLE` keeps every type exactly (ENUM, SET, YEAR, GEOMETRY,
+    unsigned integers, character sets, collations). Foreign keys are stripped: units
+    are copied in parallel and in any order, so a child table would be refused rows
+    whose parent has not been copied yet. Triggers are not copied either, so a copied
+    table is never also written to by a trigger on the target.
+    """
+    quoted = source.dialect.identifier_preparer.quote(table.name)
+    text = str(source.execute(sa.text(f"SHOW CREATE TABLE {quoted}")).one()[1])  # noqa: S608
+    lines = text.split("\n")
+    kept: list[str] = []
+    for line in lines:
+        if _FK_LINE.match(line):
+            continue
+        if line.startswith(")") and kept and kept[-1].endswith(","):
+            kept[-1] = kept[-1][:-1]
+        kept.append(line)
+    header = "CREATE TABLE " + target.dialect.identifier_preparer.quote(table.name)
+    kept[0] = _HEADER.sub(lambda _m: header, kept[0], count=1)
+    return "\n".join(kept)
+
+
+def _mysql_fits(src: SourceColumn, dst: SourceColumn) -> bool:
+    if src.column_type.lower() == dst.column_type.lower():
+        return True
+    kind, dkind = src.kind, dst.kind
+    if kind in ("integer", "year", "bit"):
+        lo, hi = _source_range(src)
+        if dkind == "integer":
+            dlo, dhi = integer_range(INTEGER_BYTES[dst.data_type], dst.unsigned)
+            return dlo <= lo and hi <= dhi
+        if dkind == "decimal":
+            return (dst.precision or 0) - (dst.scale or 0) >= decimal_digits(max(-lo, hi))
+        return False
+    if kind == "decimal" and dkind == "decimal":
+        return _decimal_fits(src, dst.precision, dst.scale)
+    if kind == "float":
+        return dkind == "float" and (src.data_type == "float" or dst.data_type == "double")
+    if kind in ("string", "enum", "set") and dkind == "string":
+        return dst.char_length is None or (src.char_length or 0) <= dst.char_length
+    if kind == "binary" and dkind == "binary":
+        return dst.char_length is None or (src.char_length or 0) <= dst.char_length
+    if kind == "geometry":
+        return dst.data_type == "geometry" or dst.data_type in ("blob", "longblob")
+    if kind == "date":
+        return dkind in ("date", "datetime")
+    return kind in ("datetime", "time") and dkind == kind
+
+
+def _source_range(col: SourceColumn) -> tuple[int, int]:
+    if col.kind == "year":
+        return 1901, 2155
+    if col.kind == "bit":
+        return 0, 2 ** (col.precision or 64) - 1
+    return integer_range(INTEGER_BYTES[col.data_type], col.unsigned)
+
+
+def _decimal_fits(src: SourceColumn, precision: int | None, scale: int | None) -> bool:
+    if precision is None:
+        return True
+    scale = scale or 0
+    return precision - scale >= (src.precision or 0) - (src.scale or 0) and scale >= (
+        src.scale or 0
+    )
+
+
+def _category(t: TypeEngine[Any], sqlite: bool) -> str:
+    if isinstance(t, sqltypes.Integer):
+        return "integer"
+    if isinstance(t, sqltypes.Float):
+        return "float"
+    if isinstance(t, sqltypes.Numeric):
+        return "decimal"
+    if isinstance(t, sqltypes.String):
+        return "text"
+    if isinstance(t, sqltypes._Binary):
+        return "binary"
+    if isinstance(t, sqltypes.DateTime):
+        return "datetime"
+    if isinstance(t, sqltypes.Date):
+        return "date"
+    if isinstance(t, sqltypes._AbstractInterval):
+        return "interval"
+    return "other"
+
+
+def _integer_size(t: TypeEngine[Any], sqlite: bool) -> int:
+    if sqlite or isinstance(t, sqltypes.BigInteger):
+        return 8
+    if isinstance(t, sqltypes.SmallInteger):
+        return 2
+    return 4
+
+
+def _portable_fits(src: SourceColumn, t: TypeEngine[Any], sqlite: bool) -> bool:
+    cat, kind = _category(t, sqlite), src.kind
+    length = getattr(t, "length", None)
+    if kind in ("integer", "year", "bit"):
+        lo, hi = _source_range(src)
+        if cat == "integer":
+            dlo, dhi = integer_range(_integer_size(t, sqlite), False)
+            return dlo <= lo and hi <= dhi
+        if cat == "decimal" and not sqlite:
+            precision, scale = getattr(t, "precision", None), getattr(t, "scale", None) or 0
+            return precision is None or precision - scale >= decimal_digits(max(-lo, hi))
+        return cat == "text" and sqlite and src.unsigned
+    if kind == "decimal":
+        if sqlite:
+            return cat == "text"
+        return cat == "decimal" and _decimal_fits(src, t.precision, t.scale)  # type: ignore[attr-defined]
+    if kind == "float":
+        return cat == "float"
+    if kind in ("string", "enum", "set"):
+        return cat == "text" and (length is None or (src.char_length or 0) <= length)
+    if kind in ("binary", "geometry"):
+        return cat == "binary"
+    if kind == "date":
+        return cat in ("date", "datetime")
+    if kind == "datetime":
+        return cat == "datetime"
+    if kind == "time":
+        return cat == "interval" or (sqlite and cat == "datetime")
+    return True
+
+
+def _incompatible(table: str, problems: list[str]) -> SchemaIncompatible:
+    return SchemaIncompatible(
+        f"target table {table!r} exists but cannot take the source rows: " + "; ".join(problems)
+    )
+
+
+def _check_mysql(conn: Connection, schema: str, source: SourceTable, write_mode: str) -> None:
+    existing = read_mysql_catalog(conn, schema)[source.name]
+    by_name = {col.name: col for col in existing.columns}
+    problems = []
+    for col in source.columns:
+        dst = by_name.get(col.name)
+        if dst is None:
+            problems.append(f"column {col.name!r} is missing")
+        elif not _mysql_fits(col, dst):
+            problems.append(
+                f"column {col.name!r} is {dst.column_type}, source is {col.column_type}"
+            )
+    if write_mode != "append" and source.key and set(existing.key) != set(source.key):
+        problems.append(f"no primary or unique key on ({', '.join(source.key)}) to upsert on")
+    if problems:
+        raise _incompatible(source.name, problems)
+
+
+def _check_portable(conn: Connection, source: SourceTable, write_mode: str) -> None:
+    inspector = sa.inspect(conn)
+    sqlite = conn.dialect.name == "sqlite"
+    columns = {c["name"]: c for c in inspector.get_columns(source.name)}
+    problems = []
+    for col in source.columns:
+        dst = columns.get(col.name)
+        if dst is None:
+            problems.append(f"column {col.name!r} is missing")
+        elif not _portable_fits(col, dst["type"], sqlite):
+            problems.append(f"column {col.name!r} is {dst['type']}, source is {col.column_type}")
+    if write_mode != "append" and source.key:
+        keys: list[list[Any]] = [
+            inspector.get_pk_constraint(source.name).get("constrained_columns") or []
+        ]
+        keys += [u["column_names"] for u in inspector.get_unique_constraints(source.name)]
+        keys += [i["column_names"] for i in inspector.get_indexes(source.name) if i["unique"]]
+        if not any(set(k) == set(source.key) for k in keys):
+            problems.append(f"no primary or unique key on ({', '.join(source.key)}) to upsert on")
+    if problems:
+        raise _incompatible(source.name, problems)
+
+
+def target_table(
+    source: Connection, target: Engine, table: SourceTable, *, write_mode: str = "upsert"
+) -> TargetTable:
+    """Work out the target side of a unit without writing anything.
+
+    Raises:
+        SchemaIncompatible: the target table exists and cannot take the source rows.
+    """
+    with target.connect() as conn:
+        exists = sa.inspect(conn).has_table(table.name)
+        if is_mysql(target) and source.dialect.name in ("mysql", "mariadb"):
+            spec = TargetTable(table=table.sa_table(), key=table.key)
+            if exists:
+                _check_mysql(conn, str(target.url.database), table, write_mode)
+            else:
+                spec.ddl = mysql_create_statement(source, target, table)
+            return spec
+        portable, converters, warnings = portable_table(
+            table.name, list(table.columns), table.key, target.dialect.name
+        )
+        spec = TargetTable(portable, table.key, converters, warnings=warnings)
+        if exists:
+            _check_portable(conn, table, write_mode)
+        else:
+            spec.ddl = str(CreateTable(portable).compile(dialect=target.dialect)).strip()
+        return spec
+
+
+def create_target(target: Engine, spec: TargetTable) -> None:
+    """Create the target table if `spec` says it is missing; a no-op otherwise."""
+    if spec.ddl is None:
+        return
+    with target.begin() as conn:
+        if sa.inspect(conn).has_table(spec.table.name):
+            return  # another runner created it in the meantime
+        if is_mysql(target):
+            # no_parameters: the DDL goes verbatim, a "%" in a comment is not a placeholder.
+            conn.exec_driver_sql(spec.ddl, execution_options={"no_parameters": True})
+        else:
+            spec.table.create(conn)

@@ -1,0 +1,121 @@
+"""Engines for the source and target, with the session settings an exact copy needs."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from datatrace_tasks.exceptions import DatabaseUnreachable
+from datatrace_tasks.sync.catalog import SourceTable, read_catalog, resolve_tables
+from datatrace_tasks.sync.job import mask_url
+
+Role = Literal["source", "target"]
+
+
+def is_mysql(engine: Engine) -> bool:
+    """MySQL and MariaDB share a dialect name in SQLAlchemy."""
+    return engine.dialect.name in ("mysql", "mariadb")
+
+
+def create(url: URL, *, role: Role) -> Engine:
+    """An engine whose sessions keep values exact.
+
+    MySQL sessions run in UTC so TIMESTAMP values are not shifted (or made ambiguous
+    by a DST change) between source and target; target sessions switch foreign-key
+    checks off because tables are copied one by one, in parallel, in any order.
+    """
+    connect_args: dict[str, Any] = {}
+    if url.get_backend_name() == "sqlite":
+        # Several units write to one SQLite file at once: wait for the lock.
+        connect_args["timeout"] = 60
+    engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    if is_mysql(engine):
+
+        @sa.event.listens_for(engine, "connect")
+        def _session(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("SET time_zone = '+00:00'")
+            if role == "target":
+                cursor.execute("SET foreign_key_checks = 0")
+            cursor.close()
+
+    return engine
+
+
+def describe(url: URL) -> str:
+    """`database 'x' at host:port (masked url)` for error messages."""
+    where = url.host or "local file"
+    if url.port:
+        where = f"{where}:{url.port}"
+    return f"database {url.database!r} at {where} ({mask_url(url)})"
+
+
+def unreachable(url: URL, role: Role, exc: BaseException) -> DatabaseUnreachable:
+    """A DatabaseUnreachable naming host and database, with any password scrubbed."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    if url.password:
+        reason = reason.replace(str(url.password), "***")
+    return DatabaseUnreachable(f"cannot connect to the {role} {describe(url)}: {reason}")
+
+
+def check(engine: Engine, *, role: Role) -> None:
+    """Open and close one connection, so a bad host or password fails early and clearly.
+
+    Raises:
+        DatabaseUnreachable: connect or authentication failed.
+    """
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except (OperationalError, InterfaceError) as exc:
+        raise unreachable(engine.url, role, exc) from None
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise unreachable(engine.url, role, exc) from None
+        raise
+
+
+class Databases:
+    """The source and target of one job: engines made once, the catalog read once.
+
+    Shared by every unit of the job, from several threads at once.
+    """
+
+    def __init__(self, source: URL, target: URL) -> None:
+        self.source = create(source, role="source")
+        self.target = create(target, role="target")
+        self._catalog: dict[str, SourceTable] | None = None
+        self._lock = threading.Lock()
+
+    def catalog(self) -> dict[str, SourceTable]:
+        """The source catalog, read on first use after checking both databases answer.
+
+        Raises:
+            DatabaseUnreachable: the source or the target cannot be reached.
+        """
+        with self._lock:
+            if self._catalog is None:
+                check(self.source, role="source")
+                check(self.target, role="target")
+                try:
+                    self._catalog = read_catalog(self.source)
+                except (OperationalError, InterfaceError) as exc:
+                    raise unreachable(self.source.url, "source", exc) from None
+            return self._catalog
+
+    def table(self, name: str) -> SourceTable:
+        """The catalog entry of one table.
+
+        Raises:
+            TableNotFound: no such table in the source schema.
+        """
+        return resolve_tables(self.catalog(), [name])[0]
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.source.dispose()
+        self.target.dispose()

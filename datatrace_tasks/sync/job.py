@@ -1,0 +1,144 @@
+"""The job file: what to copy from where to where, and how (issue 3)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from datatrace_tasks.exceptions import JobFileInvalid
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+WriteMode = Literal["upsert", "append", "truncate"]
+ErrorStrategy = Literal["skip", "pause"]
+
+
+def mask_url(url: URL) -> str:
+    """The URL as people may see it: `user:***@host`, never the password."""
+    return url.render_as_string(hide_password=True)
+
+
+def _parse_url(raw: str, field: str) -> URL:
+    try:
+        return make_url(raw)
+    except (ArgumentError, ValueError) as exc:
+        # The raw string may hold a password: name the field, not the value.
+        raise ValueError(f"{field} is not a valid SQLAlchemy URL") from exc
+
+
+class Job(BaseModel):
+    """A validated sync job; database URLs are secrets and show masked.
+
+    Example:
+        >>> job = load_job("sakila.yaml")
+        >>> job.masked_source
+        'mysql+pymysql://app:***@db1:3306/sakila'
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, description="Name of the sync task people see.")
+    source: SecretStr = Field(description="SQLAlchemy URL of the source MySQL schema.")
+    target: SecretStr = Field(description="SQLAlchemy URL of the target database.")
+    tables: list[str] = Field(default=["*"], min_length=1, description='Names, or ["*"].')
+    include: list[str] | None = Field(default=None, description="fnmatch patterns to keep.")
+    exclude: list[str] | None = Field(default=None, description="fnmatch patterns to drop.")
+    concurrency: int = Field(default=4, ge=1, description="Units copied at the same time.")
+    batch_size: int = Field(default=5000, ge=1, description="Rows per read and per commit.")
+    error_strategy: ErrorStrategy = Field(default="skip", description="On unit failure.")
+    retries: int = Field(default=2, ge=0, description="Extra attempts for transient errors.")
+    write_mode: WriteMode = Field(default="upsert", description="How rows land on the target.")
+    throttle_rows_per_second: float | None = Field(
+        default=None, gt=0, description="Cap on rows per second per unit; None: no cap."
+    )
+
+    @field_validator("source", "target")
+    @classmethod
+    def _valid_url(cls, value: SecretStr, info: Any) -> SecretStr:
+        _parse_url(value.get_secret_value(), info.field_name)
+        return value
+
+    @property
+    def source_url(self) -> URL:
+        """The source URL, password included: for connecting only."""
+        return make_url(self.source.get_secret_value())
+
+    @property
+    def target_url(self) -> URL:
+        """The target URL, password included: for connecting only."""
+        return make_url(self.target.get_secret_value())
+
+    @property
+    def masked_source(self) -> str:
+        """The source URL with the password shown as `***`."""
+        return mask_url(self.source_url)
+
+    @property
+    def masked_target(self) -> str:
+        """The target URL with the password shown as `***`."""
+        return mask_url(self.target_url)
+
+
+def expand_env(text: str, *, where: str, env: dict[str, str] | None = None) -> str:
+    """Replace each `${VAR}` by its environment value; a missing one is an error naming it."""
+    environ = os.environ if env is None else env
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in environ:
+            raise JobFileInvalid(f"{where}: environment variable {name} is not set")
+        return environ[name]
+
+    return _VAR.sub(sub, text)
+
+
+def _describe(error: Any) -> str:
+    loc = ".".join(str(part) for part in error["loc"]) or "job"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key {loc!r}"
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    return f"{loc}: {msg}"
+
+
+def job_from_dict(data: Any, *, where: str = "job") -> Job:
+    """Validate a parsed job mapping, expanding `${VAR}` in `source` and `target`."""
+    if not isinstance(data, dict):
+        raise JobFileInvalid(f"{where}: expected a mapping of keys, got {type(data).__name__}")
+    data = dict(data)
+    for key in ("source", "target"):
+        if isinstance(data.get(key), str):
+            data[key] = expand_env(data[key], where=f"{where}: {key}")
+    try:
+        return Job.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(err) for err in exc.errors())
+        raise JobFileInvalid(f"{where}: {problems}") from None
+
+
+def load_job(path: str | Path) -> Job:
+    """Read and validate a YAML job file.
+
+    Raises:
+        JobFileInvalid: unreadable file, bad YAML, unknown keys, bad values or a
+            missing environment variable; one message, passwords never shown.
+    """
+    where = f"job file {str(path)!r}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JobFileInvalid(f"{where}: cannot read it ({exc.__class__.__name__}: {exc})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise JobFileInvalid(f"{where}: not valid YAML{at}: {problem}") from None
+    return job_from_dict(data, where=where)

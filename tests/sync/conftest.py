@@ -1,0 +1,341 @@
+"""Fixtures for the copy engine: real MariaDB, PostgreSQL and SQLite databases."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+
+from datatrace_tasks.exceptions import UnitPaused
+from datatrace_tasks.sync.copy import copy_table
+from datatrace_tasks.sync.engines import Databases
+from datatrace_tasks.sync.job import Job, job_from_dict
+from datatrace_tasks.units import TaskUnit
+
+SAKILA = Path("/work/shared/datasets/sakila")
+SAKILA_ROWS = {
+    "actor": 200,
+    "address": 603,
+    "category": 16,
+    "city": 600,
+    "country": 109,
+    "customer": 599,
+    "film": 1000,
+    "film_actor": 5462,
+    "film_category": 1000,
+    "film_text": 1000,
+    "inventory": 4581,
+    "language": 6,
+    "payment": 16049,
+    "rental": 16044,
+    "staff": 2,
+    "store": 2,
+}
+
+
+class MemoryReporter:
+    """A ProgressReporter that keeps everything in memory, as the store would persist it.
+
+    `stop_after` makes `report` raise UnitPaused after that many reports;
+    `lose_last_checkpoint` simulates a crash between a batch's commit and the save
+    of its checkpoint (the raising call does not keep its checkpoint).
+    """
+
+    def __init__(
+        self,
+        checkpoint: Mapping[str, Any] | None = None,
+        *,
+        stop_after: int | None = None,
+        lose_last_checkpoint: bool = False,
+    ) -> None:
+        self._checkpoint = dict(checkpoint) if checkpoint is not None else None
+        self._processed = int(checkpoint["rows"]) if checkpoint else 0
+        self.total: int | None = None
+        self.verification: dict[str, Any] | None = None
+        self.reports: list[tuple[int, dict[str, Any] | None]] = []
+        self.stop_after = stop_after
+        self.lose_last_checkpoint = lose_last_checkpoint
+
+    @property
+    def checkpoint(self) -> Mapping[str, Any] | None:
+        """The checkpoint saved by the last report."""
+        return self._checkpoint
+
+    @property
+    def processed(self) -> int:
+        """Rows processed so far."""
+        return self._processed
+
+    def set_total(self, total: int) -> None:
+        """Keep the total."""
+        self.total = total
+
+    def report(self, processed: int, checkpoint: Mapping[str, Any] | None = None) -> None:
+        """Save progress, then raise UnitPaused once `stop_after` reports were made."""
+        self.reports.append((processed, dict(checkpoint) if checkpoint else None))
+        stopping = self.stop_after is not None and len(self.reports) >= self.stop_after
+        if not (stopping and self.lose_last_checkpoint):
+            self._processed = processed
+            if checkpoint is not None:
+                self._checkpoint = dict(checkpoint)
+        if stopping:
+            raise UnitPaused("pause requested")
+
+    def set_verification(self, result: Mapping[str, Any]) -> None:
+        """Keep the verification result."""
+        self.verification = dict(result)
+
+    def should_stop(self) -> bool:
+        """True once the stop point was reached."""
+        return self.stop_after is not None and len(self.reports) >= self.stop_after
+
+
+def _server_url(var: str) -> URL:
+    raw = os.environ.get(var)
+    if not raw:
+        pytest.skip(f"{var} is not set")
+    return make_url(raw)
+
+
+def new_name(prefix: str = "dt_test") -> str:
+    """A fresh schema name, unique per call."""
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def mysql_server() -> URL:
+    """The MariaDB server URL from DATATRACE_TEST_MYSQL_URL."""
+    return _server_url("DATATRACE_TEST_MYSQL_URL")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> URL:
+    """The PostgreSQL server URL from DATATRACE_TEST_POSTGRES_URL."""
+    return _server_url("DATATRACE_TEST_POSTGRES_URL")
+
+
+def _mysql_admin(server: URL) -> sa.Engine:
+    return sa.create_engine(server.set(database=None), poolclass=sa.pool.NullPool)
+
+
+@pytest.fixture
+def mysql_schema(mysql_server: URL) -> Iterator[Callable[[], URL]]:
+    """A factory of empty MariaDB schemas, each dropped after the test."""
+    admin = _mysql_admin(mysql_server)
+    made: list[str] = []
+
+    def make() -> URL:
+        name = new_name()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA `{name}` CHARACTER SET utf8mb4")
+        made.append(name)
+        return mysql_server.set(database=name)
+
+    yield make
+    with admin.begin() as conn:
+        for name in made:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS `{name}`")
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_schema(postgres_server: URL) -> Iterator[Callable[[], URL]]:
+    """A factory of empty PostgreSQL schemas (set as search_path), dropped after the test."""
+    admin = sa.create_engine(postgres_server, poolclass=sa.pool.NullPool)
+    made: list[str] = []
+
+    def make() -> URL:
+        name = new_name()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
+        made.append(name)
+        return postgres_server.update_query_dict({"options": f"-csearch_path={name}"})
+
+    yield make
+    with admin.begin() as conn:
+        for name in made:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    admin.dispose()
+
+
+@pytest.fixture
+def target_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], URL]:
+    """A factory of empty targets by kind: "mysql", "postgres" or "sqlite"."""
+
+    def make(kind: str) -> URL:
+        if kind == "mysql":
+            return request.getfixturevalue("mysql_schema")()  # type: ignore[no-any-return]
+        if kind == "postgres":
+            return request.getfixturevalue("pg_schema")()  # type: ignore[no-any-return]
+        return make_url(f"sqlite:///{tmp_path / new_name()}.db")
+
+    return make
+
+
+def _mysql_cli(server: URL, sql: bytes) -> None:
+    args = ["mariadb", "-h", server.host or "127.0.0.1", "-P", str(server.port or 3306)]
+    args += ["-u", server.username or "root"]
+    env = dict(os.environ)
+    if server.password:
+        env["MYSQL_PWD"] = str(server.password)
+    subprocess.run(args, input=sql, check=True, env=env, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def sakila(mysql_server: URL) -> Iterator[URL]:
+    """Sakila loaded once per session into its own MariaDB schema; dropped at the end.
+
+    MariaDB skips MySQL 5.7 executable comments (`/*!50705 ... */`), which hold
+    `address.location` (GEOMETRY): they are unwrapped so the column and its values exist.
+    """
+    name = new_name("dt_test_sakila")
+    unwrap = re.compile(rb"/\*!50705 ([^*]*)\*/")
+    schema = (SAKILA / "sakila-schema.sql").read_bytes()
+    schema = unwrap.sub(rb"\1", re.sub(rb"\bsakila\b", name.encode(), schema))
+    data = (SAKILA / "sakila-data.sql").read_bytes()
+    data = unwrap.sub(rb"\1", data.replace(b"USE sakila;", f"USE {name};".encode(), 1))
+    _mysql_cli(mysql_server, schema)
+    _mysql_cli(mysql_server, data)
+    yield mysql_server.set(database=name)
+    admin = _mysql_admin(mysql_server)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS `{name}`")
+    admin.dispose()
+
+
+def make_job(source: URL, target: URL, **options: Any) -> Job:
+    """A validated job between two URLs."""
+    data = {
+        "name": "test",
+        "source": source.render_as_string(hide_password=False),
+        "target": target.render_as_string(hide_password=False),
+        **options,
+    }
+    return job_from_dict(data)
+
+
+@pytest.fixture
+def reporter() -> type[MemoryReporter]:
+    """The in-memory reporter class, for tests to build with their own stop points."""
+    return MemoryReporter
+
+
+@pytest.fixture
+def job_for() -> Callable[..., Job]:
+    """`job_for(source_url, target_url, **options)` builds a validated job."""
+    return make_job
+
+
+def run_unit(job: Job, table: str, reporter: MemoryReporter | None = None) -> Any:
+    """Run the process function on one table; returns the unit."""
+    unit = TaskUnit(id=table, name=table)
+    dbs = Databases(job.source_url, job.target_url)
+    try:
+        copy_table(dbs, job, unit, reporter or MemoryReporter())
+    finally:
+        dbs.dispose()
+    return unit
+
+
+@pytest.fixture
+def run() -> Callable[..., Any]:
+    """`run(job, table, reporter=None)` copies one table and returns its TaskUnit."""
+    return run_unit
+
+
+@pytest.fixture(scope="session")
+def sakila_rows() -> dict[str, int]:
+    """Row counts of every Sakila table, from the dataset's README."""
+    return dict(SAKILA_ROWS)
+
+
+ODD_TABLE = "we`ird-name x"
+ODD_COLUMN = "co`l -1;"
+
+_EDGE_DDL = [
+    "CREATE TABLE pairs (a INT NOT NULL, b VARCHAR(20) NOT NULL, v INT, PRIMARY KEY (a, b))",
+    "CREATE TABLE nulls (id INT PRIMARY KEY, i INT, u BIGINT UNSIGNED, d DECIMAL(10,3),"
+    " f DOUBLE, s VARCHAR(10), t TEXT, bl BLOB, dt DATETIME(6), da DATE, tm TIME,"
+    " y YEAR, e ENUM('x','y'), st SET('p','q'), bi BIT(5))",
+    "CREATE TABLE texts (id INT PRIMARY KEY, body TEXT) CHARACTER SET utf8mb4",
+    "CREATE TABLE empty (id INT PRIMARY KEY, v VARCHAR(5))",
+    "CREATE TABLE `we``ird-name x` (id INT PRIMARY KEY, `co``l -1;` VARCHAR(10))",
+    "CREATE TABLE nokey (v INT)",
+    "CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(30), ts TIMESTAMP(3) NULL)",
+    "CREATE TABLE dated (k DATETIME(6) NOT NULL, n DECIMAL(12,4) NOT NULL, v INT,"
+    " PRIMARY KEY (k, n))",
+]
+NULLABLE = ["i", "u", "d", "f", "s", "t", "bl", "dt", "da", "tm", "y", "e", "st", "bi"]
+TEXTS = ["纵横四海", "emoji 😀🚀", "mixed ñ ü ß 中文 🐍", "", "quote ' \" ` ;"]
+
+
+@pytest.fixture
+def edge_source(mysql_schema: Callable[[], URL]) -> URL:
+    """A MariaDB schema with the awkward tables: composite keys, NULLs, unicode, odd names."""
+    url = mysql_schema()
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        for ddl in _EDGE_DDL:
+            conn.exec_driver_sql(ddl)
+        conn.execute(
+            sa.text("INSERT INTO pairs VALUES (:a, :b, :v)"),
+            [{"a": a, "b": b, "v": a * 10} for a in range(5) for b in ("x", "y", "Z", "é", "")],
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO nulls VALUES (:id, :i, :u, :d, :f, :s, :t, :bl, :dt, :da, :tm,"
+                " :y, :e, :st, :bi)"
+            ),
+            [
+                dict.fromkeys(NULLABLE) | {"id": 1},
+                {
+                    "id": 2,
+                    "i": -5,
+                    "u": 18446744073709551615,
+                    "d": "1234567.125",
+                    "f": 0.1,
+                    "s": "abc",
+                    "t": "long text",
+                    "bl": b"\x00\xff\x10",
+                    "dt": "2024-02-29 23:59:59.123456",
+                    "da": "1999-12-31",
+                    "tm": "-838:59:59",
+                    "y": 2155,
+                    "e": "y",
+                    "st": "p,q",
+                    "bi": 21,
+                },
+            ],
+        )
+        conn.execute(
+            sa.text("INSERT INTO texts VALUES (:id, :body)"),
+            [{"id": i, "body": body} for i, body in enumerate(TEXTS)],
+        )
+        conn.execute(
+            sa.text("INSERT INTO `we``ird-name x` VALUES (1, 'odd'), (2, NULL)"),
+        )
+        conn.execute(sa.text("INSERT INTO nokey VALUES (1), (1)"))
+        conn.execute(
+            sa.text("INSERT INTO big VALUES (:id, :v, :ts)"),
+            [
+                {"id": i, "v": f"row {i}", "ts": f"2024-03-31 0{i % 4}:30:00.{i % 1000:03d}"}
+                for i in range(1, 1001)
+            ],
+        )
+        conn.execute(
+            sa.text("INSERT INTO dated VALUES (:k, :n, :v)"),
+            [
+                {"k": f"2024-01-0{1 + i % 3} 10:00:00.{i:06d}", "n": f"{i}.5", "v": i}
+                for i in range(60)
+            ],
+        )
+    engine.dispose()
+    return url
