@@ -1,0 +1,86 @@
+"""Response models of the REST API: what the OpenAPI document shows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class ErrorOut(BaseModel):
+    """Every error answer."""
+
+    detail: str = Field(description="What went wrong, readable by a person.")
+
+
+class RollupOut(BaseModel):
+    """A task at a glance."""
+
+    units_by_status: dict[str, int] = Field(description="How many units are in each status.")
+    processed_records: int = Field(description="Rows copied so far, all units.")
+    total_records: int = Field(description="Rows to copy, all units (estimates until counted).")
+    percentage: float = Field(description="processed / total in percent.")
+    rows_per_second: float = Field(description="Speed over the last seconds, running units.")
+    eta_seconds: float | None = Field(description="Seconds left at that speed; null: unknown.")
+
+
+class TaskOut(BaseModel):
+    """A sync task as listed."""
+
+    id: str
+    name: str
+    status: str = Field(description="pending, running, completed, failed or paused.")
+    message: str = Field(description="The last status message (e.g. counts at the end).")
+    pause_requested: bool = Field(description="A pause was asked and not yet cleared.")
+    concurrency: int
+    error_strategy: str
+    source: str = Field(description="Source URL, password masked.")
+    target: str = Field(description="Target URL, password masked.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskDetailOut(TaskOut):
+    """A sync task with its rollup."""
+
+    rollup: RollupOut
+    running_here: bool = Field(description="This app process is running the task now.")
+
+
+class UnitOut(BaseModel):
+    """One unit (table) of a task."""
+
+    id: str
+    name: str
+    status: str
+    processed_records: int
+    total_records: int
+    percentage: float
+    rows_per_second: float = Field(description="Speed over the last seconds; 0 unless running.")
+    eta_seconds: float | None = Field(description="Seconds left; 0 when completed, null unknown.")
+    error_message: str
+    attempts: int
+    has_checkpoint: bool = Field(description="A resume continues from a saved position.")
+
+
+class UnitsOut(BaseModel):
+    """A task's units, and where the event stream should continue from."""
+
+    task_id: str
+    last_event_id: int = Field(
+        description=(
+            "Every event up to this id is reflected in `units`: open the stream with "
+            "`?last_event_id=` set to it to miss nothing."
+        )
+    )
+    units: list[UnitOut]
+
+
+class ActionOut(BaseModel):
+    """The answer to pause, resume and retry-failed."""
+
+    task_id: str
+    action: Literal["pause", "resume", "retry-failed"]
+    accepted: bool = True
+    detail: str

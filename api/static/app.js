@@ -1,0 +1,270 @@
+// DataTrace dashboard: REST for snapshots, one EventSource for live changes.
+// The units snapshot says up to which event id it is current; the stream starts there,
+// so nothing is missed between the two. EventSource reconnects by itself and sends
+// Last-Event-ID; if the server refuses the stream, we reopen it after a pause.
+"use strict";
+
+const RATE_WINDOW_MS = 10000;
+const state = { taskId: null, task: null, units: new Map(), samples: new Map(), source: null,
+                reopenTimer: null };
+const $ = (id) => document.getElementById(id);
+
+function fmtInt(n) { return Number(n || 0).toLocaleString("en-US"); }
+function fmtRate(r) { return r > 0 ? `${fmtInt(Math.round(r))}/s` : "–"; }
+function fmtEta(s, status) {
+  if (status === "completed") return "done";
+  if (s === null || s === undefined || !isFinite(s)) return "–";
+  s = Math.round(s);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+}
+
+async function api(path, options) {
+  const response = await fetch(path, { credentials: "same-origin", ...options });
+  let body = null;
+  try { body = await response.json(); } catch (e) { body = null; }
+  if (!response.ok) {
+    const detail = body && body.detail ? body.detail : `HTTP ${response.status}`;
+    throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
+  }
+  return body;
+}
+
+function notice(text, bad) {
+  const el = $("notice");
+  el.textContent = text;
+  el.className = bad ? "notice bad" : "notice";
+  el.hidden = !text;
+}
+
+// -- task list ------------------------------------------------------------------------
+
+async function loadTasks() {
+  let tasks;
+  try { tasks = await api("/api/tasks"); } catch (e) { return; }
+  const list = $("tasks");
+  list.replaceChildren();
+  if (!tasks.length) {
+    const li = document.createElement("li");
+    li.className = "muted"; li.textContent = "no sync task yet";
+    list.append(li);
+  }
+  for (const task of tasks) {
+    const li = document.createElement("li");
+    li.dataset.taskId = task.id;
+    if (task.id === state.taskId) li.classList.add("selected");
+    const name = document.createElement("span");
+    name.className = "name"; name.textContent = task.name;
+    const badge = document.createElement("span");
+    badge.className = `badge ${task.status}`; badge.textContent = task.status;
+    const when = document.createElement("span");
+    when.className = "muted small"; when.textContent = " " + task.created_at.replace("T", " ").slice(0, 19);
+    li.append(name, badge, when);
+    li.addEventListener("click", () => select(task.id));
+    list.append(li);
+  }
+  if (!state.taskId && tasks.length) {
+    const wanted = decodeURIComponent(location.hash.slice(1));
+    select(tasks.some((t) => t.id === wanted) ? wanted : tasks[0].id);
+  }
+}
+
+// -- one task ---------------------------------------------------------------------------
+
+async function select(taskId) {
+  state.taskId = taskId;
+  history.replaceState(null, "", `#${encodeURIComponent(taskId)}`);
+  for (const li of $("tasks").children) li.classList.toggle("selected", li.dataset.taskId === taskId);
+  closeStream();
+  state.units.clear(); state.samples.clear();
+  $("units").replaceChildren();
+  notice("");
+  await refreshTask();
+  try {
+    const snapshot = await api(`/api/tasks/${encodeURIComponent(taskId)}/units`);
+    if (state.taskId !== taskId) return;
+    for (const unit of snapshot.units) { state.units.set(unit.id, unit); renderUnit(unit); }
+    renderSummary();
+    openStream(taskId, snapshot.last_event_id);
+  } catch (e) {
+    notice(e.message, true);
+    scheduleReopen();
+  }
+}
+
+async function refreshTask() {
+  const taskId = state.taskId;
+  try {
+    const task = await api(`/api/tasks/${encodeURIComponent(taskId)}`);
+    if (state.taskId !== taskId) return;
+    state.task = task;
+    $("placeholder").hidden = true;
+    $("task").hidden = false;
+    $("task-name").textContent = task.name;
+    $("task-id").textContent = task.id;
+    $("task-route").textContent = `${task.source || "?"} → ${task.target || "?"}`;
+    $("task-message").textContent = task.message + (task.pause_requested && task.status === "running" ? " · pausing…" : "");
+    renderSummary();
+  } catch (e) {
+    notice(e.message, true);
+  }
+}
+
+function renderSummary() {
+  const task = state.task;
+  if (!task) return;
+  const units = [...state.units.values()];
+  const processed = units.reduce((a, u) => a + u.processed_records, 0);
+  const total = units.reduce((a, u) => a + Math.max(u.total_records, u.processed_records), 0);
+  const pct = total > 0 ? Math.min(100, (processed / total) * 100) : (task.status === "completed" ? 100 : 0);
+  const rate = units.reduce((a, u) => a + (u.status === "running" ? u.rows_per_second || 0 : 0), 0);
+  const status = $("task-status");
+  status.textContent = task.status; status.className = `badge ${task.status}`;
+  $("task-bar").style.width = `${pct}%`;
+  $("task-bar").parentElement.className = `bar big ${task.status}`;
+  $("task-bar-label").textContent = `${fmtInt(processed)} / ${fmtInt(total)} · ${pct.toFixed(1)} %`;
+  $("task-rate").textContent = fmtRate(rate);
+  const eta = task.status === "running" && rate > 0 ? (total - processed) / rate : (task.status === "completed" ? 0 : null);
+  $("task-eta").textContent = `ETA ${fmtEta(eta, task.status)}`;
+  const running = task.status === "running";
+  const failed = units.some((u) => u.status === "failed");
+  const unfinished = units.some((u) => u.status !== "completed");
+  $("btn-pause").disabled = !running;
+  $("btn-resume").disabled = running || !unfinished;
+  $("btn-retry").disabled = running || !failed;
+}
+
+function renderUnit(unit) {
+  let row = document.querySelector(`#units tr[data-unit-id="${CSS.escape(unit.id)}"]`);
+  if (!row) {
+    row = document.createElement("tr");
+    row.dataset.unitId = unit.id;
+    row.innerHTML = '<td class="name"></td><td><span class="badge"></span></td>' +
+      '<td><div class="bar"><div></div><span></span></div></td>' +
+      '<td class="num rate"></td><td class="num eta"></td><td class="error"></td>';
+    $("units").append(row);
+  }
+  const pct = unit.status === "completed" && unit.total_records === 0 ? 100 : unit.percentage;
+  row.dataset.status = unit.status;
+  row.dataset.percentage = String(pct);
+  row.querySelector(".name").textContent = unit.name;
+  const badge = row.querySelector(".badge");
+  badge.textContent = unit.status; badge.className = `badge ${unit.status}`;
+  const bar = row.querySelector(".bar");
+  bar.className = `bar ${unit.status}`;
+  bar.firstElementChild.style.width = `${pct}%`;
+  bar.lastElementChild.textContent = `${fmtInt(unit.processed_records)} / ${fmtInt(unit.total_records)} · ${Number(pct).toFixed(1)} %`;
+  row.querySelector(".rate").textContent = unit.status === "running" ? fmtRate(unit.rows_per_second) : "–";
+  row.querySelector(".eta").textContent = fmtEta(unit.eta_seconds, unit.status);
+  row.querySelector(".error").textContent = unit.error_message || "";
+}
+
+// Speed from the events themselves: rows between the first and last progress in the window.
+function updateRate(unit, event) {
+  if (event.status !== "running") { state.samples.delete(unit.id); unit.rows_per_second = 0; return; }
+  const at = Date.parse(event.created_at);
+  const samples = state.samples.get(unit.id) || [];
+  samples.push([at, event.processed_records]);
+  while (samples.length > 2 && at - samples[0][0] > RATE_WINDOW_MS) samples.shift();
+  state.samples.set(unit.id, samples);
+  if (samples.length >= 2) {
+    const [t0, n0] = samples[0], [t1, n1] = samples[samples.length - 1];
+    if (t1 > t0) unit.rows_per_second = Math.max(0, (n1 - n0) / ((t1 - t0) / 1000));
+  }
+  const left = Math.max(0, unit.total_records - unit.processed_records);
+  unit.eta_seconds = unit.rows_per_second > 0 ? left / unit.rows_per_second : null;
+}
+
+function onUnitEvent(message) {
+  const event = JSON.parse(message.data);
+  if (event.task_id !== state.taskId) return;
+  const unit = state.units.get(event.unit_id);
+  if (!unit) { loadUnitsLater(); return; }
+  unit.status = event.status;
+  unit.processed_records = event.processed_records;
+  unit.total_records = event.total_records;
+  unit.percentage = event.percentage;
+  if (event.status === "failed") unit.error_message = event.message;
+  else if (event.status === "running" || event.status === "completed") unit.error_message = "";
+  if (event.status === "completed") unit.eta_seconds = 0;
+  updateRate(unit, event);
+  renderUnit(unit);
+  renderSummary();
+}
+
+function onTaskEvent(message) {
+  const event = JSON.parse(message.data);
+  if (event.task_id !== state.taskId) return;
+  if (state.task) { state.task.status = event.status; state.task.message = event.message; }
+  renderSummary();
+  refreshTask();
+  loadTasks();
+}
+
+let unitsTimer = null;
+function loadUnitsLater() {
+  if (unitsTimer) return;
+  unitsTimer = setTimeout(() => { unitsTimer = null; if (state.taskId) select(state.taskId); }, 500);
+}
+
+// -- stream -----------------------------------------------------------------------------
+
+function setStreamState(text, cls) {
+  const el = $("stream-state");
+  el.textContent = text; el.className = `stream ${cls || ""}`;
+}
+
+function openStream(taskId, lastEventId) {
+  closeStream();
+  const url = `/api/tasks/${encodeURIComponent(taskId)}/events?last_event_id=${lastEventId}`;
+  const source = new EventSource(url, { withCredentials: true });
+  state.source = source;
+  source.addEventListener("open", () => setStreamState("live", "live"));
+  source.addEventListener("heartbeat", () => setStreamState("live", "live"));
+  source.addEventListener("unit", onUnitEvent);
+  source.addEventListener("task", onTaskEvent);
+  source.addEventListener("error", () => {
+    if (source.readyState === EventSource.CLOSED) {
+      setStreamState("disconnected", "down");
+      scheduleReopen();  // the server refused: reload the snapshot, then stream again
+    } else {
+      setStreamState("reconnecting…", "down");  // the browser retries with Last-Event-ID
+    }
+  });
+}
+
+function closeStream() {
+  if (state.source) { state.source.close(); state.source = null; }
+  if (state.reopenTimer) { clearTimeout(state.reopenTimer); state.reopenTimer = null; }
+}
+
+function scheduleReopen() {
+  if (state.reopenTimer) return;
+  state.reopenTimer = setTimeout(() => { state.reopenTimer = null; if (state.taskId) select(state.taskId); }, 3000);
+}
+
+// -- actions ----------------------------------------------------------------------------
+
+async function act(action) {
+  const taskId = state.taskId;
+  if (!taskId) return;
+  try {
+    const answer = await api(`/api/tasks/${encodeURIComponent(taskId)}/${action}`, { method: "POST" });
+    notice(answer.detail, false);
+    if (action === "pause" && state.task) state.task.pause_requested = true;
+  } catch (e) {
+    notice(e.message, true);
+  }
+  refreshTask();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("btn-pause").addEventListener("click", () => act("pause"));
+  $("btn-resume").addEventListener("click", () => act("resume"));
+  $("btn-retry").addEventListener("click", () => act("retry-failed"));
+  loadTasks();
+  setInterval(loadTasks, 5000);
+  // The rollup (rows/s, ETA) of a running task, from the server every few seconds.
+  setInterval(() => { if (state.taskId && state.task && state.task.status === "running") refreshTask(); }, 3000);
+});

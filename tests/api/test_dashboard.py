@@ -1,0 +1,133 @@
+"""The dashboard page in a real headless Chromium (Debian `chromium`, Python `playwright`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from datatrace_tasks.manager import TaskManager
+from datatrace_tasks.store import Store
+from datatrace_tasks.units import UnitStatus
+from tests.api.helpers import DEADLINE, Serve, wait_until
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+TOKEN = "browser-token"
+SCREENSHOT = Path("/tmp/dashboard.png")
+TIMEOUT_MS = DEADLINE * 1000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """One headless Chromium for the module.
+
+    Skipped when the `chromium` package is absent, unless `DATATRACE_REQUIRE_BROWSER=1`
+    (CI installs it and must not skip the page test).
+    """
+    executable = shutil.which("chromium")
+    if executable is None:
+        if os.environ.get("DATATRACE_REQUIRE_BROWSER") == "1":
+            pytest.fail("DATATRACE_REQUIRE_BROWSER=1 but the `chromium` package is not installed")
+        pytest.skip("the Debian `chromium` package is not installed")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=executable,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+def _shop(manager: TaskManager) -> str:
+    """A running task with a unit in every state: done, running, failed, paused, pending."""
+    task_id = manager.create_task(
+        "shop → warehouse",
+        ["customers", "orders", "order_items", "page views", "regions"],
+        totals={
+            "customers": 20_000,
+            "orders": 60_000,
+            "order_items": 200_000,
+            "page views": 80_000,
+            "regions": 3_000,
+        },
+        source="mysql+pymysql://reader:hunter2@db.internal/shop",
+        target="postgresql+psycopg://writer:hunter2@warehouse/analytics",
+    )
+    store = manager.store
+    store.set_task_status(task_id, "running", "5 units to run")
+    for unit in ("customers", "orders", "order_items", "page views"):
+        manager.update_unit_status_with_sync(task_id, unit, UnitStatus.RUNNING)
+    manager.update_unit_progress_with_sync(task_id, "customers", 20_000, force=True)
+    manager.update_unit_status_with_sync(task_id, "customers", UnitStatus.COMPLETED)
+    manager.update_unit_progress_with_sync(task_id, "order_items", 35_000, force=True)
+    manager.fail_unit_with_sync(
+        task_id, "order_items", "IntegrityError: (1062) Duplicate entry '4711-2' for key 'PRIMARY'"
+    )
+    manager.update_unit_progress_with_sync(task_id, "page views", 32_000, force=True)
+    manager.update_unit_status_with_sync(task_id, "page views", UnitStatus.PAUSED)
+    for done in (6_000, 12_000, 18_000):
+        manager.update_unit_progress_with_sync(task_id, "orders", done, force=True)
+    return task_id
+
+
+def _percentage(page: object, unit: str) -> float:
+    row = page.locator(f'#units tr[data-unit-id="{unit}"]')  # type: ignore[attr-defined]
+    return float(row.get_attribute("data-percentage"))
+
+
+class TestDashboard:
+    """A person watching a running task in the browser."""
+
+    def test_live_progress_pause_and_completion(
+        self, browser: object, serve: Serve, tmp_path: Path
+    ) -> None:
+        """The page shows progress changing live, its pause button raises the store's flag,
+        and a bar reaching 100 % and the task completing appear without a reload."""
+        store = Store(f"sqlite:///{tmp_path}/state.db")
+        manager = TaskManager(store, progress_interval=0)
+        task_id = _shop(manager)
+        live = serve(store.url, token=TOKEN)
+        page = browser.new_page(viewport={"width": 1366, "height": 720})  # type: ignore[attr-defined]
+        page.set_default_timeout(TIMEOUT_MS)
+        try:
+            page.goto(f"{live.base_url}/?token={TOKEN}")  # sets the cookie, drops the token
+            assert "token" not in page.url
+            page.wait_for_selector('#units tr[data-unit-id="orders"]')
+            page.wait_for_selector("#stream-state.live")
+            before = _percentage(page, "orders")
+            assert before == 30.0
+            for done in (24_000, 30_000, 36_000, 42_000):
+                manager.update_unit_progress_with_sync(task_id, "orders", done, force=True)
+            page.wait_for_function(
+                "document.querySelector('#units tr[data-unit-id=\"orders\"]')"
+                ".dataset.percentage === '70'"
+            )
+            assert "42,000 / 60,000" in page.inner_text('#units tr[data-unit-id="orders"]')
+            assert "Duplicate entry" in page.inner_text('#units tr[data-unit-id="order_items"]')
+            assert "hunter2" not in page.content()
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            shutil.copy(SCREENSHOT, tmp_path / "dashboard.png")
+
+            page.click("#btn-pause")
+            wait_until(lambda: store.pause_requested(task_id), "pause flag not raised")
+            page.wait_for_selector("#notice:not([hidden])")
+
+            for done in (48_000, 60_000):
+                manager.update_unit_progress_with_sync(task_id, "orders", done, force=True)
+            manager.update_unit_status_with_sync(task_id, "orders", UnitStatus.COMPLETED)
+            store.set_task_status(task_id, "completed", "all units completed")
+            page.wait_for_function(
+                "document.querySelector('#units tr[data-unit-id=\"orders\"]')"
+                ".dataset.percentage === '100'"
+            )
+            page.wait_for_function(
+                "document.querySelector('#task-status').textContent === 'completed'"
+            )
+            assert _percentage(page, "orders") == 100.0
+        finally:
+            page.close()
+            store.dispose()
