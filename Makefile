@@ -22,9 +22,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check datatrace_tasks flows api tests
-	$(BIN)/ruff check datatrace_tasks flows api tests
-	$(BIN)/mypy datatrace_tasks
+	$(BIN)/ruff format --check datatrace_tasks flows api tests bench
+	$(BIN)/ruff check datatrace_tasks flows api tests bench
+	$(BIN)/mypy datatrace_tasks api
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -6,6 +6,7 @@ answer at once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -72,9 +73,33 @@ def demo(
     folder: Annotated[
         Path | None, typer.Option(help="Where the demo databases go (default: data folder).")
     ] = None,
+    serve: Annotated[
+        bool, typer.Option(help="Serve the live dashboard while the job runs.")
+    ] = True,
+    port: Annotated[int, typer.Option(help="Dashboard port (another if it is taken).")] = 8000,
+    keep_serving: Annotated[
+        bool, typer.Option(help="Keep the dashboard up after the job, until Ctrl-C.")
+    ] = False,
+    scale: Annotated[float, typer.Option(help="Grow or shrink every demo table.", min=0.001)] = 1.0,
 ) -> None:
     """Generate a small SQLite shop database and sync it into another, live."""
     _quiet_prefect()
+    with contextlib.ExitStack() as stack:
+        if serve:
+            from datatrace_tasks.serve import address, bind, dashboard_in_background
+
+            sock = bind("127.0.0.1", port, fallback=True)
+            console.print(f"live dashboard: [bold cyan]{address(sock)}[/]")
+            stack.enter_context(dashboard_in_background(sock))
+        _demo(concurrency, folder, scale)
+        if serve and keep_serving:
+            console.print("dashboard still up; Ctrl-C to stop")
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
+
+
+def _demo(concurrency: int, folder: Path | None, scale: float) -> None:
     from datatrace_tasks.demo import create_demo_source
     from datatrace_tasks.settings import DataTraceSettings
     from datatrace_tasks.sync import job_from_dict
@@ -82,7 +107,7 @@ def demo(
     where = folder or DataTraceSettings().data_dir / "demo"
     source, target = where / "source.db", where / "target.db"
     console.print(f"generating the demo source database [bold]{source}[/] ...")
-    rows = create_demo_source(source)
+    rows = create_demo_source(source, scale=scale)
     target.unlink(missing_ok=True)
     console.print(f"{sum(rows.values()):,} rows in {len(rows)} tables; syncing to {target}")
     job = job_from_dict(
@@ -101,6 +126,23 @@ def demo(
     task_id = create_task_from_job(manager, job, job_path=None)
     console.print(f"sync task [bold]{task_id}[/] (starting Prefect) ...")
     _run_and_report(manager, task_id, job)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the live-progress dashboard and REST/SSE API over the state store."""
+    from datatrace_tasks.serve import address, bind, serve_forever
+
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        err.print(f"[red]error:[/] cannot listen on {host}:{port}: {exc.strerror or exc}")
+        raise typer.Exit(2) from None
+    console.print(f"serving the dashboard on [bold cyan]{address(sock)}[/]")
+    serve_forever(sock)
 
 
 @app.command()

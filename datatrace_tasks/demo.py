@@ -79,8 +79,12 @@ def _schema() -> MetaData:
     return md
 
 
-def create_demo_source(path: Path, *, seed: int = 7) -> dict[str, int]:
-    """(Re)create the demo database at `path`; returns rows per table."""
+def create_demo_source(path: Path, *, seed: int = 7, scale: float = 1.0) -> dict[str, int]:
+    """(Re)create the demo database at `path`; returns rows per table.
+
+    `scale` shrinks or grows every table (tests use a small demo, benchmarks a big one).
+    """
+    n = {name: max(1, round(rows * scale)) for name, rows in DEMO_TABLES.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     rnd = random.Random(seed)
@@ -91,16 +95,18 @@ def create_demo_source(path: Path, *, seed: int = 7) -> dict[str, int]:
     base = datetime(2026, 1, 1)
     words = ["北京", "Lyon", "São Paulo", "Nairobi", "Oslo", "東京", "Zürich", "Lima"]
     rows: dict[str, list[dict[str, Any]]] = {
-        "regions": [{"id": i, "name": f"{rnd.choice(words)}-{i}"} for i in range(1, 3_001)],
+        "regions": [
+            {"id": i, "name": f"{rnd.choice(words)}-{i}"} for i in range(1, n["regions"] + 1)
+        ],
         "customers": [
             {
                 "id": i,
                 "name": f"customer {i} {rnd.choice(['😀', 'é', '', 'ß'])}",
                 "email": f"c{i}@example.com",
-                "region_id": rnd.randint(1, 3_000),
+                "region_id": rnd.randint(1, n["regions"]),
                 "signed_up": (base - timedelta(days=rnd.randint(0, 900))).date(),
             }
-            for i in range(1, 20_001)
+            for i in range(1, n["customers"] + 1)
         ],
         "products": [
             {
@@ -108,34 +114,34 @@ def create_demo_source(path: Path, *, seed: int = 7) -> dict[str, int]:
                 "title": f"product {i}",
                 "price": Decimal(rnd.randint(100, 99_999)) / 100,
             }
-            for i in range(1, 5_001)
+            for i in range(1, n["products"] + 1)
         ],
         "orders": [
             {
                 "id": i,
-                "customer_id": rnd.randint(1, 20_000),
+                "customer_id": rnd.randint(1, n["customers"]),
                 "placed_at": base + timedelta(seconds=rnd.randint(0, 30_000_000)),
                 "note": None if i % 3 else f"gift wrap #{i}",
             }
-            for i in range(1, 60_001)
+            for i in range(1, n["orders"] + 1)
         ],
         "order_items": [
             {
-                "order_id": 1 + n // 4,
-                "line_no": 1 + n % 4,
-                "sku": f"SKU-{rnd.randint(1, 5_000):06d}",
+                "order_id": 1 + k // 4,
+                "line_no": 1 + k % 4,
+                "sku": f"SKU-{rnd.randint(1, n['products']):06d}",
                 "quantity": rnd.randint(1, 9),
                 "price": Decimal(rnd.randint(100, 99_999)) / 100,
             }
-            for n in range(200_000)
+            for k in range(n["order_items"])
         ],
         "page views": [
             {
                 "id": i,
-                "path": f"/p/{rnd.randint(1, 5_000)}",
+                "path": f"/p/{rnd.randint(1, n['products'])}",
                 "seen_at": base + timedelta(seconds=i),
             }
-            for i in range(1, 80_001)
+            for i in range(1, n["page views"] + 1)
         ],
     }
     with engine.begin() as conn:

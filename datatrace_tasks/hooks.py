@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from datatrace_tasks.exceptions import UnitPaused
+from datatrace_tasks.lease import UnitAlreadyRunning
 from datatrace_tasks.units import UnitStatus
 
 if TYPE_CHECKING:
@@ -50,25 +51,39 @@ def _guarded(name: str, body: Callable[[Any, Any, Any], None]) -> Hook:
     return hook
 
 
-def unit_hooks(manager: TaskManager, task_id: str, error_strategy: str) -> dict[str, list[Hook]]:
-    """The `on_running`, `on_completion` and `on_failure` hooks for one task's units."""
+def unit_hooks(
+    manager: TaskManager | Callable[[], TaskManager], task_id: str, error_strategy: str
+) -> dict[str, list[Hook]]:
+    """The `on_running`, `on_completion` and `on_failure` hooks for one task's units.
+
+    `manager` may be a callable returning the manager: the hooks then run wherever the
+    unit runs (a Dask worker) against that process's manager, and pickle small.
+    """
+    get: Callable[[], TaskManager] = manager if callable(manager) else (lambda: manager)
 
     def on_running(_task: Any, task_run: Any, _state: Any) -> None:
-        if manager.pause_requested(task_id):
-            return  # the body will stop before doing anything; the unit stays as it was
-        manager.update_unit_status_with_sync(
+        get().update_unit_status_with_sync(
             task_id, _unit_id(), UnitStatus.RUNNING, error_message="", attempts=task_run.run_count
         )
 
     def on_completion(_task: Any, _task_run: Any, _state: Any) -> None:
-        manager.update_unit_status_with_sync(task_id, _unit_id(), UnitStatus.COMPLETED)
+        get().update_unit_status_with_sync(task_id, _unit_id(), UnitStatus.COMPLETED)
 
     def on_failure(_task: Any, _task_run: Any, state: Any) -> None:
+        manager = get()
         unit_id = _unit_id()
         exc = state_exception(state)
+        if isinstance(exc, UnitAlreadyRunning):
+            # Another runner holds this unit: its row is that runner's to write.
+            log.warning("%s; this attempt left it alone", exc)
+            return
         if isinstance(exc, UnitPaused):
-            if exc.started:
-                manager.update_unit_status_with_sync(task_id, unit_id, UnitStatus.PAUSED)
+            # A unit stopped before it began goes back to where it was: pending if it
+            # never copied anything, paused (at its checkpoint) otherwise.
+            unit = next(u for u in manager.get_task_units(task_id) if u.id == unit_id)
+            started = exc.started or unit.checkpoint is not None
+            status = UnitStatus.PAUSED if started else UnitStatus.PENDING
+            manager.update_unit_status_with_sync(task_id, unit_id, status)
             return
         manager.fail_unit_with_sync(task_id, unit_id, exc if exc is not None else state.message)
         if error_strategy == "pause":

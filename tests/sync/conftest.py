@@ -20,7 +20,13 @@ from datatrace_tasks.sync.engines import Databases
 from datatrace_tasks.sync.job import Job, job_from_dict
 from datatrace_tasks.units import TaskUnit
 
-SAKILA = Path("/work/shared/datasets/sakila")
+# The shared material sits beside the repository (`../shared`), in CI as on a laptop.
+SAKILA = Path(
+    os.environ.get(
+        "DATATRACE_SAKILA_DIR",
+        Path(__file__).resolve().parents[3] / "shared" / "datasets" / "sakila",
+    )
+)
 SAKILA_ROWS = {
     "actor": 200,
     "address": 603,

@@ -1,0 +1,5 @@
+"""`python -m datatrace_tasks` is the `datatrace` command."""
+
+from datatrace_tasks.cli import main
+
+main()

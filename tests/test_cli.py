@@ -1,0 +1,252 @@
+"""The `datatrace` command: exit codes and messages, run as a real process."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from tests.test_jobs import make_source
+
+DATATRACE = [sys.executable, "-m", "datatrace_tasks"]
+
+
+def datatrace(
+    *args: str, state: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI with its own state store; returns the finished process."""
+    full_env = {
+        **os.environ,
+        "DATATRACE_DATABASE_URL": f"sqlite:///{state}",
+        "COLUMNS": "200",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [*DATATRACE, *args], capture_output=True, text=True, env=full_env, timeout=300
+    )
+
+
+def tasks_in(state: Path) -> int:
+    """How many sync tasks the state store holds (0 if it was never created)."""
+    if not state.exists():
+        return 0
+    engine = sa.create_engine(f"sqlite:///{state}")
+    with engine.connect() as conn:
+        tables = sa.inspect(conn).get_table_names()
+        count = (
+            conn.scalar(sa.text("SELECT COUNT(*) FROM sync_tasks")) if "sync_tasks" in tables else 0
+        )
+    engine.dispose()
+    return int(count or 0)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> str:
+    """A small SQLite source with two tables."""
+    return make_source(tmp_path / "src.db", {"alpha": 30, "beta": 1_200})
+
+
+def write_job(path: Path, body: str) -> Path:
+    """Write a job file and return its path."""
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+class TestHelp:
+    def test_help_lists_commands(self, tmp_path: Path) -> None:
+        """--help exits 0 and names the main commands."""
+        out = datatrace("--help", state=tmp_path / "s.db")
+        assert out.returncode == 0
+        for command in ("demo", "plan", "run", "resume", "status", "verify", "pause"):
+            assert command in out.stdout
+
+
+class TestBadInput:
+    def test_unknown_key(self, tmp_path: Path, source: str) -> None:
+        """A job file with an unknown key exits non-zero naming the key; nothing written."""
+        job = write_job(
+            tmp_path / "job.yaml",
+            f"name: x\nsource: {source}\ntarget: sqlite:///{tmp_path}/t.db\nbatchsize: 10\n",
+        )
+        out = datatrace("run", str(job), state=tmp_path / "s.db")
+        assert out.returncode == 2
+        assert "unknown key 'batchsize'" in out.stderr
+        assert tasks_in(tmp_path / "s.db") == 0
+        assert not (tmp_path / "t.db").exists()
+
+    def test_malformed_yaml(self, tmp_path: Path) -> None:
+        """Broken YAML exits non-zero with the file named."""
+        job = write_job(tmp_path / "bad.yaml", "name: [unclosed\n")
+        out = datatrace("plan", str(job), state=tmp_path / "s.db")
+        assert out.returncode == 2 and "bad.yaml" in out.stderr
+
+    def test_unknown_table(self, tmp_path: Path, source: str) -> None:
+        """A table the source lacks is named; no task and no target table are created."""
+        job = write_job(
+            tmp_path / "job.yaml",
+            f"name: x\nsource: {source}\ntarget: sqlite:///{tmp_path}/t.db\n"
+            'tables: ["alpha", "ghost`; DROP TABLE alpha; --"]\n',
+        )
+        out = datatrace("run", str(job), state=tmp_path / "s.db")
+        assert out.returncode == 2
+        assert "ghost" in out.stderr
+        assert tasks_in(tmp_path / "s.db") == 0
+
+    @pytest.mark.mysql
+    def test_wrong_password_is_masked(self, tmp_path: Path, source: str) -> None:
+        """A wrong target password: one readable line naming host, password masked, exit 2."""
+        server = os.environ.get("DATATRACE_TEST_MYSQL_URL")
+        if not server:
+            pytest.skip("set DATATRACE_TEST_MYSQL_URL to run this test against a real server")
+        target = make_url(server).set(username="nobody", password="Sup3r-Secret-PW")
+        job = write_job(
+            tmp_path / "job.yaml",
+            f"name: x\nsource: {source}\ntarget: ${{DST_URL}}\n",
+        )
+        out = datatrace(
+            "run",
+            str(job),
+            state=tmp_path / "s.db",
+            env={"DST_URL": target.render_as_string(hide_password=False)},
+        )
+        assert out.returncode == 2
+        assert "Sup3r-Secret-PW" not in out.stderr + out.stdout
+        assert "127.0.0.1" in out.stderr and "***" in out.stderr
+        assert tasks_in(tmp_path / "s.db") == 0
+
+    def test_unknown_task_status(self, tmp_path: Path) -> None:
+        """status of an unknown task exits non-zero naming it."""
+        out = datatrace("status", "no-such-task", state=tmp_path / "s.db")
+        assert out.returncode == 2 and "no-such-task" in out.stderr
+
+    def test_unreachable_state_store(self, tmp_path: Path) -> None:
+        """An unreachable state store is one line naming it, password masked."""
+        out = datatrace(
+            "tasks",
+            state=tmp_path / "s.db",
+            env={"DATATRACE_DATABASE_URL": "postgresql+psycopg://u:TopSecret9@127.0.0.1:1/x"},
+        )
+        assert out.returncode == 2
+        assert "TopSecret9" not in out.stderr and "127.0.0.1:1" in out.stderr
+
+
+class TestPlan:
+    def test_plan_writes_nothing(self, tmp_path: Path, source: str) -> None:
+        """plan lists the units with their DDL and leaves the target untouched."""
+        job = write_job(
+            tmp_path / "job.yaml", f"name: x\nsource: {source}\ntarget: sqlite:///{tmp_path}/t.db\n"
+        )
+        out = datatrace("plan", str(job), state=tmp_path / "s.db")
+        assert out.returncode == 0, out.stderr
+        assert "alpha" in out.stdout and "beta" in out.stdout and "CREATE TABLE" in out.stdout
+        target = tmp_path / "t.db"
+        assert (
+            not target.exists()
+            or not sa.inspect(sa.create_engine(f"sqlite:///{target}")).get_table_names()
+        )
+        assert tasks_in(tmp_path / "s.db") == 0
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cli_env(state: Path) -> dict[str, str]:
+    """The environment of a CLI child with its own state store."""
+    return {**os.environ, "DATATRACE_DATABASE_URL": f"sqlite:///{state}", "COLUMNS": "200"}
+
+
+class TestRun:
+    def test_run_then_status(self, tmp_path: Path, source: str) -> None:
+        """run copies every table, prints the task id and exits 0; status shows it."""
+        job = write_job(
+            tmp_path / "job.yaml",
+            f"name: x\nsource: {source}\ntarget: sqlite:///{tmp_path}/t.db\nbatch_size: 500\n",
+        )
+        out = datatrace("run", str(job), state=tmp_path / "s.db")
+        assert out.returncode == 0, out.stderr
+        task_id = re.search(r"sync task (\S+)", out.stdout)
+        assert task_id, out.stdout
+        shown = datatrace("status", task_id.group(1), state=tmp_path / "s.db")
+        assert shown.returncode == 0, shown.stderr
+        assert "2 of 2 units completed, 0 failed" in shown.stdout
+        assert "1,230 rows" in shown.stdout
+
+
+class TestServe:
+    def test_serve_answers_and_stops(self, tmp_path: Path) -> None:
+        """serve listens where asked and answers the REST API over the configured store."""
+        port = free_port()
+        proc = subprocess.Popen(
+            [*DATATRACE, "serve", "--port", str(port)],
+            env=cli_env(tmp_path / "s.db"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            body = poll_json(f"http://127.0.0.1:{port}/api/tasks", proc, until=lambda b: True)
+            assert body == []
+            taken = datatrace("serve", "--port", str(port), state=tmp_path / "s.db")
+            assert taken.returncode == 2
+            assert f"cannot listen on 127.0.0.1:{port}" in taken.stderr
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+class TestDemo:
+    def test_demo_serves_its_dashboard_while_running(self, tmp_path: Path) -> None:
+        """demo prints the dashboard address first, serves the job live, then exits 0."""
+        port = free_port()
+        proc = subprocess.Popen(
+            [*DATATRACE, "demo", "--scale", "0.02", "--port", str(port), "--folder", str(tmp_path)],
+            env=cli_env(tmp_path / "s.db"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()
+            assert f"http://127.0.0.1:{port}/" in first, first
+            tasks = poll_json(
+                f"http://127.0.0.1:{port}/api/tasks", proc, until=lambda body: bool(body)
+            )
+            assert tasks and tasks[0]["name"] == "demo-shop"
+            rest = proc.communicate(timeout=240)[0]
+        finally:
+            proc.kill()
+        assert proc.returncode == 0, rest
+        assert rest.count("completed") >= 6
+        with sa.create_engine(f"sqlite:///{tmp_path}/target.db").connect() as conn:
+            assert conn.scalar(sa.text('SELECT COUNT(*) FROM "page views"')) == 1_600
+
+
+def poll_json(url: str, proc: subprocess.Popen[str], until: Any, timeout: float = 60) -> Any:
+    """GET url until its JSON body satisfies `until`, while `proc` is still running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the process exited before its dashboard answered"
+        try:
+            response = httpx.get(url, timeout=5)
+        except httpx.TransportError:
+            time.sleep(0.1)
+            continue
+        if response.status_code == 200 and until(response.json()):
+            return response.json()
+        time.sleep(0.1)
+    raise AssertionError(f"{url} never answered as expected")
