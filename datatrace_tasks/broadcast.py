@@ -52,11 +52,21 @@ class Subscription:
     def __init__(
         self, broadcaster: EventBroadcaster, sub: _Subscriber, last_event_id: int | None
     ) -> None:
-        self._events = broadcaster._events(sub, last_event_id)
+        self._batches = broadcaster._batches(sub, last_event_id)
+        self._events = broadcaster._events(self._batches)
         self.start = sub.start
 
     def __aiter__(self) -> AsyncIterator[UnitEvent]:
         return self._events
+
+    def batches(self) -> AsyncIterator[list[UnitEvent]]:
+        """The same events, each time with all that are ready at once.
+
+        A stream writes one batch in one send, so a poll that found several events
+        costs each client one write, not several. Iterate either this or the
+        subscription itself, not both.
+        """
+        return self._batches
 
 
 class SubscriberCutOff(Exception):
@@ -185,22 +195,41 @@ class EventBroadcaster:
         finally:
             self._subscribers.discard(sub)
 
-    async def _events(
+    @staticmethod
+    async def _events(batches: AsyncIterator[list[UnitEvent]]) -> AsyncIterator[UnitEvent]:
+        async for batch in batches:
+            for event in batch:
+                yield event
+
+    async def _batches(
         self, sub: _Subscriber, last_event_id: int | None
-    ) -> AsyncIterator[UnitEvent]:
+    ) -> AsyncIterator[list[UnitEvent]]:
         last = sub.start
         if last_event_id is not None and last_event_id < sub.start:
+            page: list[UnitEvent] = []
             async for event in self._replay(sub.task_id, last_event_id, sub.start):
-                yield event
+                page.append(event)
+                if len(page) >= self.batch:
+                    yield page
+                    page = []
+            if page:
+                yield page
         elif last_event_id is not None:
             last = last_event_id  # a client ahead of this replica's watermark
         while True:
             item = await sub.queue.get()
+            batch: list[UnitEvent] = []
+            while item is not None:
+                if item.id > last:
+                    last = item.id
+                    batch.append(item)
+                if sub.queue.empty():
+                    break
+                item = sub.queue.get_nowait()
+            if batch:
+                yield batch
             if item is None:
                 raise SubscriberCutOff("the event stream dropped this subscriber")
-            if item.id > last:
-                last = item.id
-                yield item
 
     async def _replay(self, task_id: str | None, after: int, upto: int) -> AsyncIterator[UnitEvent]:
         """Events in `(after, upto]` from the store, page by page."""

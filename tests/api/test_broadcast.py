@@ -153,3 +153,24 @@ class TestReplayAndCutOff:
                 await broadcaster.stop()
 
         asyncio.run(scenario())
+
+    def test_batches_group_what_is_ready(self, store: Store) -> None:
+        """The replay comes as one batch, then all events of one poll as the next one."""
+
+        async def scenario() -> None:
+            old = await asyncio.to_thread(_insert, store, 4)
+            broadcaster = EventBroadcaster(store, clock=FakeClock(), poll_interval=3600)
+            await broadcaster.start()
+            try:
+                with broadcaster.subscribe(task_id="t", last_event_id=old[0]) as sub:
+                    batches = sub.batches()
+                    new = await asyncio.to_thread(_insert, store, 3)
+                    await broadcaster.poll_once()
+                    first = await asyncio.wait_for(anext(batches), timeout=10)
+                    second = await asyncio.wait_for(anext(batches), timeout=10)
+                    assert [e.id for e in first] == old[1:]
+                    assert [e.id for e in second] == new
+            finally:
+                await broadcaster.stop()
+
+        asyncio.run(scenario())
