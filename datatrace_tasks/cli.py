@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from datatrace_tasks.exceptions import DataTraceError
 from datatrace_tasks.urls import mask_text
@@ -52,13 +53,20 @@ def _manager() -> Any:
 def _run_and_report(manager: Any, task_id: str, job: Any) -> None:
     from datatrace_tasks.console import live_progress, units_table
     from datatrace_tasks.jobs import run_task
+    from datatrace_tasks.stopping import pause_on_signals, run_interruptible
 
     started = time.monotonic()
     manager.load_task_units_from_db(task_id)
-    with live_progress(manager.monitor, task_id, console):
-        outcome = run_task(manager, task_id, job)
+    with (
+        pause_on_signals(manager, task_id) as stop,
+        live_progress(manager.monitor, task_id, console),
+    ):
+        outcome = run_interruptible(lambda: run_task(manager, task_id, job))
     console.print(units_table(manager.store, task_id))
     console.print(f"task {task_id}: {time.monotonic() - started:.1f} s")
+    if stop.signum is not None:
+        err.print(f"paused on request. Resume with: datatrace resume {task_id}")
+        raise typer.Exit(stop.exit_code)
     if not outcome.ok:
         err.print(
             f"[red]not every unit completed[/]: {outcome.failed} failed, "
@@ -139,7 +147,8 @@ def serve(
     try:
         sock = bind(host, port)
     except OSError as exc:
-        err.print(f"[red]error:[/] cannot listen on {host}:{port}: {exc.strerror or exc}")
+        where = escape(f"{host}:{port}: {exc.strerror or exc}")
+        err.print(f"[red]error:[/] cannot listen on {where}")
         raise typer.Exit(2) from None
     console.print(f"serving the dashboard on [bold cyan]{address(sock)}[/]")
     serve_forever(sock)
@@ -230,7 +239,8 @@ def verify(task_id: TaskArg) -> None:
     for table, result in results.items():
         ok = result.get("ok", True) if isinstance(result, dict) else True
         bad += not ok
-        console.print(f"{'[green]ok[/]' if ok else '[red]MISMATCH[/]'} {table}: {result}")
+        mark = "[green]ok[/]" if ok else "[red]MISMATCH[/]"
+        console.print(f"{mark} {escape(table)}: {escape(str(result))}")
     if bad:
         raise typer.Exit(1)
 
@@ -240,7 +250,8 @@ def main() -> None:
     try:
         app()
     except DataTraceError as exc:
-        err.print(f"[red]error:[/] {mask_text(str(exc))}", highlight=False)
+        # escape: the message may quote user text (a table name) that looks like markup.
+        err.print(f"[red]error:[/] {escape(mask_text(str(exc)))}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")

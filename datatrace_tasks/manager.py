@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from datatrace_tasks.exceptions import (
     DataTraceError,
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from datatrace_tasks.reporter import ProcessFn
 
 log = logging.getLogger("datatrace")
+T = TypeVar("T")
 
 _Key = tuple[str, str]
 
@@ -64,6 +67,7 @@ class TaskManager:
             settings.progress_interval if progress_interval is None else progress_interval
         )
         self.lease_seconds = settings.lease_seconds
+        self.store_retry_seconds = settings.store_retry_seconds
         self._lock = threading.RLock()
         self._units: dict[str, dict[str, TaskUnit]] = {}
         self._extra_monitors: list[ProgressMonitor] = []
@@ -288,7 +292,7 @@ class TaskManager:
             if time.monotonic() - last < max(self.progress_interval, 0.2):
                 return False
             self._pause_checked[task_id] = time.monotonic()
-        if self.store.pause_requested(task_id):
+        if self._retrying(lambda: self.store.pause_requested(task_id), what="the pause flag"):
             with self._lock:
                 self._paused.add(task_id)
             return True
@@ -366,17 +370,38 @@ class TaskManager:
                 if event is not None:
                     self._dirty.discard(key)
                     self._last_write[key] = time.monotonic()
-            self.store.write_unit(
-                task_id,
-                unit_id,
-                status=unit.status if status else None,
-                processed=unit.processed_records,
-                total=unit.total_records,
-                checkpoint=unit.checkpoint,
-                error_message=unit.error_message if status else None,
-                attempts=unit.attempts if status else None,
-                event=event,
+            self._retrying(
+                lambda: self.store.write_unit(
+                    task_id,
+                    unit_id,
+                    status=unit.status if status else None,
+                    processed=unit.processed_records,
+                    total=unit.total_records,
+                    checkpoint=unit.checkpoint,
+                    error_message=unit.error_message if status else None,
+                    attempts=unit.attempts if status else None,
+                    event=event,
+                ),
+                what=f"unit {unit_id!r}",
             )
+
+    def _retrying(self, write: Callable[[], T], *, what: str) -> T:
+        """Run a store operation, retrying while the state database is unreachable.
+
+        A state store that restarts or drops connections for a few seconds must not
+        fail the units copying meanwhile; after `store_retry_seconds` the error stands.
+        """
+        deadline = time.monotonic() + self.store_retry_seconds
+        delay = 0.1
+        while True:
+            try:
+                return write()
+            except (OperationalError, InterfaceError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("state store unreachable writing %s (%s); retrying", what, exc.orig)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def _publish(self, task_id: str, unit: TaskUnit) -> None:
         for monitor in (self.monitor, *self._extra_monitors):

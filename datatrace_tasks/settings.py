@@ -45,6 +45,15 @@ class DataTraceSettings(BaseSettings):
         ),
     )
 
+    store_retry_seconds: float = Field(
+        default=30.0,
+        ge=0.0,
+        description=(
+            "How long unit writes to the state store are retried while it is unreachable "
+            "before the unit fails (with its last checkpoint kept)."
+        ),
+    )
+
     def store_url(self) -> str:
         """The state store URL, defaulting to SQLite in the data folder."""
         if self.database_url is not None:

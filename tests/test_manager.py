@@ -267,3 +267,41 @@ class TestBadInput:
         task_id = manager.create_task("t", ["a", "b"])
         done = manager.execute_auto_mode(task_id, 2, lambda u, r: None)
         assert done == 2
+
+
+class TestStoreOutage:
+    """Unit writes survive a state store that is briefly unreachable, and only briefly."""
+
+    @staticmethod
+    def _flaky(manager: TaskManager, failures: int) -> list[int]:
+        """Make the store's next `failures` unit writes fail as a dropped connection would."""
+        from sqlalchemy.exc import OperationalError
+
+        real = manager.store.write_unit
+        calls = [0]
+
+        def write_unit(*args: object, **kwargs: object) -> int | None:
+            calls[0] += 1
+            if calls[0] <= failures:
+                raise OperationalError("UPDATE", {}, ConnectionError("server has gone away"))
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+
+        manager.store.write_unit = write_unit  # type: ignore[method-assign]
+        return calls
+
+    def test_write_is_retried_until_the_store_is_back(self, manager: TaskManager) -> None:
+        task_id = manager.create_task("t", ["a"])
+        calls = self._flaky(manager, failures=3)
+        manager.update_unit_progress_with_sync(task_id, "a", 7, 10, checkpoint={"k": 7})
+        assert calls[0] == 4
+        row = manager.store.unit_row(task_id, "a")
+        assert row["processed_records"] == 7 and row["checkpoint"] == {"k": 7}
+
+    def test_write_fails_after_the_retry_window(self, manager: TaskManager) -> None:
+        from sqlalchemy.exc import OperationalError
+
+        task_id = manager.create_task("t", ["a"])
+        manager.store_retry_seconds = 0.3
+        self._flaky(manager, failures=1_000)
+        with pytest.raises(OperationalError):
+            manager.update_unit_status_with_sync(task_id, "a", UnitStatus.RUNNING)

@@ -1,0 +1,89 @@
+"""Stopping a run from the terminal or a process manager without losing its place.
+
+The first SIGINT (Ctrl-C) or SIGTERM asks the task to pause: every running unit
+stops at its next batch boundary with its checkpoint, and `datatrace resume`
+continues from there. A second signal aborts at once, as before; the lease and
+the checkpoints still make that resumable, only less tidily.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import TypeVar
+
+from datatrace_tasks.manager import TaskManager
+
+log = logging.getLogger("datatrace")
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+T = TypeVar("T")
+
+
+class StopRequest:
+    """Which signal asked the run to stop, if any."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention: 128 plus the signal number (130 for Ctrl-C)."""
+        return 128 + (self.signum or 0)
+
+
+@contextmanager
+def pause_on_signals(manager: TaskManager, task_id: str) -> Iterator[StopRequest]:
+    """While the block runs, turn the first SIGINT/SIGTERM into a pause of `task_id`.
+
+    Only the main thread can own signal handlers; elsewhere this does nothing.
+    """
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        if request.signum is not None:
+            raise KeyboardInterrupt  # second signal: stop now
+        request.signum = signum
+        log.warning("%s: pausing task %s at the next batch", signal.Signals(signum).name, task_id)
+        # The store write happens off the signal handler: the main thread may hold a lock.
+        threading.Thread(
+            target=manager.request_pause, args=(task_id,), name="datatrace-pause", daemon=True
+        ).start()
+
+    previous = {sig: signal.signal(sig, handle) for sig in SIGNALS}
+    try:
+        yield request
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_interruptible(fn: Callable[[], T]) -> T:
+    """Run `fn` in a worker thread while the main thread keeps handling signals.
+
+    A flow run started in the main thread installs Prefect's own SIGTERM handler,
+    which crashes the run instead of pausing it; from a worker thread it cannot.
+    """
+    outcome: dict[str, T] = {}
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # handed to the caller below
+            failure.append(exc)
+
+    thread = threading.Thread(target=work, name="datatrace-run", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+    if failure:
+        raise failure[0]
+    return outcome["value"]
