@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean lock
+.PHONY: install demo test lint bench soak clean lock
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The kill -9 fault test over 20 seeds (CI runs 5); needs DATATRACE_TEST_MYSQL_URL.
+soak: $(STAMP)
+	DATATRACE_SOAK_SEEDS=20 $(BIN)/python -m pytest -q tests/faults/test_kill.py $(PYTEST_ARGS)
 
 # Refresh the pins after changing dependencies in pyproject.toml.
 lock: $(STAMP)

@@ -61,7 +61,9 @@ def create_app(
     settings = ApiSettings.model_validate({**settings.model_dump(), **updates})
     store = Store(store_url or DataTraceSettings().store_url())
     broadcaster = EventBroadcaster(store, poll_interval=settings.poll_interval)
-    runs = BackgroundRuns(store, progress_interval=progress_interval)
+    runs = BackgroundRuns(
+        store, progress_interval=progress_interval, deployment=settings.deployment
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

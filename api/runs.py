@@ -1,4 +1,5 @@
-"""Resume and retry in the side-app: the task's job runs in a background thread here.
+"""Resume and retry in the side-app: the task's job runs in a background thread here,
+or, when a Prefect deployment is configured, as a flow run of that deployment.
 
 One run per task at a time. A task another process is running (status `running` with
 a recent event) is refused too; a `running` status with no event for `stale_after`
@@ -12,7 +13,7 @@ import threading
 from datetime import timedelta
 
 from api.errors import ActionConflict
-from datatrace_tasks.exceptions import TaskAlreadyRunning
+from datatrace_tasks.exceptions import ConfigError, TaskAlreadyRunning
 from datatrace_tasks.jobs import job_for_task, run_task
 from datatrace_tasks.manager import TaskManager
 from datatrace_tasks.models import utcnow
@@ -32,14 +33,22 @@ class BackgroundRuns:
         store: the state store.
         stale_after: seconds without an event after which a `running` task counts as dead.
         progress_interval: the run's progress write interval (None: from settings).
+        deployment: `flow-name/deployment-name` of the sync flow; runs are triggered
+            there (a worker picks them up) instead of running in this process.
     """
 
     def __init__(
-        self, store: Store, *, stale_after: float = 60.0, progress_interval: float | None = None
+        self,
+        store: Store,
+        *,
+        stale_after: float = 60.0,
+        progress_interval: float | None = None,
+        deployment: str | None = None,
     ) -> None:
         self.store = store
         self.stale_after = stale_after
         self.progress_interval = progress_interval
+        self.deployment = deployment
         self._lock = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}
 
@@ -73,6 +82,12 @@ class BackgroundRuns:
                 raise ActionConflict(f"task {task_id!r} has no failed unit to retry")
             if not todo:
                 raise ActionConflict(f"every unit of task {task_id!r} is already completed")
+            if self.deployment is not None:
+                if retry_failed:
+                    self.store.reset_units(task_id, failed)
+                started = self._trigger(task_id)
+                what = f"{len(failed)} failed unit(s)" if retry_failed else f"{len(todo)} unit(s)"
+                return f"{started}: {what} of {len(units)} to run"
             job = job_for_task(manager, task_id)
             if retry_failed:
                 self.store.reset_units(task_id, failed)
@@ -87,6 +102,23 @@ class BackgroundRuns:
         if retry_failed:
             return f"retrying {len(failed)} failed unit(s) of {len(units)}"
         return f"resuming {len(todo)} unfinished unit(s) of {len(units)}"
+
+    def _trigger(self, task_id: str) -> str:
+        """Start a flow run of the configured deployment for the task; says which."""
+        from prefect.client.schemas.objects import FlowRun
+        from prefect.deployments import run_deployment
+        from prefect.exceptions import ObjectNotFound
+
+        assert self.deployment is not None
+        try:
+            flow_run = run_deployment(self.deployment, parameters={"task_id": task_id}, timeout=0)
+        except ObjectNotFound:
+            raise ConfigError(
+                f"Prefect deployment {self.deployment!r} was not found; check "
+                "DATATRACE_API_DEPLOYMENT and PREFECT_API_URL"
+            ) from None
+        assert isinstance(flow_run, FlowRun)  # called from sync code: not a coroutine
+        return f"flow run {flow_run.name!r} of deployment {self.deployment!r} scheduled"
 
     def pause_all(self, *, wait_seconds: float = 5.0) -> None:
         """Ask every run of this process to pause at its next batch, and wait a little."""

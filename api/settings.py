@@ -40,6 +40,14 @@ class ApiSettings(BaseSettings):
         default=2000, ge=100, description="Reconnect delay the stream asks browsers to use."
     )
 
+    deployment: str | None = Field(
+        default=None,
+        description=(
+            "`flow-name/deployment-name` of the sync flow (e.g. `datatrace-job/sync-job`): "
+            "resume and retry trigger a flow run there instead of running in the side-app."
+        ),
+    )
+
     @field_validator("cors_origins")
     @classmethod
     def _no_wildcard(cls, origins: list[str]) -> list[str]:
