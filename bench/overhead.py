@@ -1,0 +1,117 @@
+"""Orchestration overhead: 1,000 no-op units through DataTrace, bare Prefect and a thread pool.
+
+All three run in this process, after one warm-up run of each (the ephemeral Prefect
+server is up and the SQLite state store migrated before anything is timed), and
+alternate A B C A B C; medians are reported as ms per unit and as ratios.
+
+- thread pool: `ThreadPoolExecutor(8).map(noop, units)`, the floor;
+- bare Prefect: `noop.map(units)` in a flow on `ThreadPoolTaskRunner(8)`;
+- DataTrace: `TaskManager.execute_auto_mode(task, 8, noop)` over a SQLite store,
+  the units' states mirrored into `task_unit_runtimes` by the hooks.
+
+Issue 7 item 3; target DataTrace <= 1.2x bare Prefect.
+
+    python -m bench.overhead [--units 1000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+WORKERS = 8
+
+
+def _prefect_env(home: Path) -> None:
+    os.environ["PREFECT_HOME"] = str(home)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def methods(workdir: Path, units: int) -> dict[str, Callable[[], None]]:
+    """The three ways to run `units` no-op units; each call is one timed run."""
+    from prefect import flow, task
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from datatrace_tasks.manager import TaskManager
+    from datatrace_tasks.store import Store
+
+    def nothing(_: Any) -> None:
+        return None
+
+    def thread_pool() -> None:
+        with ThreadPoolExecutor(WORKERS) as pool:
+            list(pool.map(nothing, range(units)))
+
+    @task(name="noop")
+    def noop(i: int) -> None:
+        return None
+
+    @flow(name="bare-prefect", task_runner=ThreadPoolTaskRunner(max_workers=WORKERS))
+    def bare() -> None:
+        noop.map(list(range(units))).wait()
+
+    manager = TaskManager(Store(f"sqlite:///{workdir}/state.db"))
+    runs = [0]
+
+    def datatrace() -> None:
+        runs[0] += 1
+        task_id = manager.create_task(f"noop-{runs[0]}", [f"u{i}" for i in range(units)])
+        manager.execute_auto_mode(task_id, WORKERS, lambda unit, reporter: None)
+
+    return {"thread pool": thread_pool, "bare Prefect": bare, "DataTrace": datatrace}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Warm up, alternate the methods, print and record the medians."""
+    parser = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__)
+    parser.add_argument("--units", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-record", action="store_true", help="do not append to README")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="dt-bench-overhead-") as tmp:
+        _prefect_env(Path(tmp) / "prefect")
+        from bench import append_report
+
+        runs = methods(Path(tmp), args.units)
+        for run in runs.values():
+            run()  # warm-up: server start, migrations, imports
+        seconds: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(args.repeats):
+            for name, run in runs.items():
+                started = time.perf_counter()
+                run()
+                seconds[name].append(time.perf_counter() - started)
+    ms = {name: statistics.median(s) * 1000 / args.units for name, s in seconds.items()}
+    bare = ms["bare Prefect"]
+    lines = [
+        f"### Orchestration overhead, {args.units:,} no-op units, {WORKERS} workers,"
+        f" median of {args.repeats}",
+        "",
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nproc {os.cpu_count()};"
+        f" Python {sys.version.split()[0]}; ephemeral Prefect server, SQLite state store",
+        "",
+        "| method | ms per unit | / bare Prefect |",
+        "|---|---:|---:|",
+        *(f"| {name} | {value:.2f} | {value / bare:.2f}x |" for name, value in ms.items()),
+        f"- target DataTrace <= 1.2x bare Prefect:"
+        f" {'met' if ms['DataTrace'] <= 1.2 * bare else 'MISSED'}"
+        f" ({ms['DataTrace'] / bare:.2f}x)",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not args.no_record:
+        append_report(text)
+
+
+if __name__ == "__main__":
+    main()
