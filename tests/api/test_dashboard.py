@@ -17,7 +17,8 @@ from tests.api.helpers import DEADLINE, Serve, wait_until
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 TOKEN = "browser-token"
-SCREENSHOT = Path("/tmp/dashboard.png")
+# Kept after the run for people and CI to look at (git ignores the folder).
+SCREENSHOT = Path(os.environ.get("DATATRACE_TEST_ARTIFACTS", "test-artifacts")) / "dashboard.png"
 TIMEOUT_MS = DEADLINE * 1000
 
 
@@ -109,6 +110,7 @@ class TestDashboard:
             assert "42,000 / 60,000" in page.inner_text('#units tr[data-unit-id="orders"]')
             assert "Duplicate entry" in page.inner_text('#units tr[data-unit-id="order_items"]')
             assert "hunter2" not in page.content()
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
             shutil.copy(SCREENSHOT, tmp_path / "dashboard.png")
 
