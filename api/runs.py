@@ -18,7 +18,8 @@ from datatrace_tasks.jobs import job_for_task, run_task
 from datatrace_tasks.manager import TaskManager
 from datatrace_tasks.models import utcnow
 from datatrace_tasks.rollup import last_activity
-from datatrace_tasks.store import Store
+from datatrace_tasks.settings import DataTraceSettings
+from datatrace_tasks.store import Store, SyncTask
 from datatrace_tasks.sync import Job
 from datatrace_tasks.units import UnitStatus
 from datatrace_tasks.urls import mask_text
@@ -74,6 +75,7 @@ class BackgroundRuns:
         with self._lock:
             if self._running_here_locked(task_id):
                 raise TaskAlreadyRunning(f"task {task_id!r} is already running in this app")
+            self._refuse_if_claimed(task)
             self._refuse_if_running_elsewhere(task_id, task.status)
             units = self.store.load_units(task_id)
             failed = [u.id for u in units if u.status is UnitStatus.FAILED]
@@ -135,6 +137,17 @@ class BackgroundRuns:
     def _running_here_locked(self, task_id: str) -> bool:
         thread = self._threads.get(task_id)
         return thread is not None and thread.is_alive()
+
+    def _refuse_if_claimed(self, task: SyncTask) -> None:
+        """A runner's fresh lease on the task (see `datatrace_tasks.lease`) means it is live."""
+        if task.owner is None or task.heartbeat_at is None:
+            return
+        lease = timedelta(seconds=DataTraceSettings().lease_seconds)
+        if utcnow() - task.heartbeat_at < lease:
+            raise TaskAlreadyRunning(
+                f"task {task.id!r} is running in {task.owner} (last heartbeat "
+                f"{task.heartbeat_at:%H:%M:%S} UTC); pause it first"
+            )
 
     def _refuse_if_running_elsewhere(self, task_id: str, status: str) -> None:
         if status != "running":

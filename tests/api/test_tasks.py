@@ -183,6 +183,20 @@ class TestResumeRefusals:
         assert retry.status_code == 409
         assert "another process" in resume.json()["detail"]
 
+    def test_resume_of_a_task_under_a_live_lease_is_409(
+        self, serve: Serve, store_url: str, fast_manager: TaskManager
+    ) -> None:
+        """A runner holding the task's lease (any host) is named in the refusal."""
+        task_id = fast_manager.create_task("held", ["a"])
+        fast_manager.store.claim_task(task_id, "worker-7:4242:abc123", lease_seconds=30)
+        with serve(store_url).client() as client:
+            resume = client.post(f"/api/tasks/{task_id}/resume")
+        assert resume.status_code == 409
+        assert "worker-7:4242:abc123" in resume.json()["detail"]
+        fast_manager.store.release_task(task_id, "worker-7:4242:abc123")
+        with serve(store_url).client() as client:
+            assert client.post(f"/api/tasks/{task_id}/resume").status_code == 422  # no job file
+
     def test_nothing_to_resume_or_retry_is_409(
         self, serve: Serve, store_url: str, fast_manager: TaskManager
     ) -> None:
