@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from api.runs import BackgroundRuns
 from api.settings import ApiSettings
 from datatrace_tasks.broadcast import EventBroadcaster
+from datatrace_tasks.exceptions import TaskNotFound
 from datatrace_tasks.store import Store
 
 
@@ -49,7 +50,19 @@ def get_settings(state: StateDep) -> ApiSettings:
     return state.settings
 
 
+def get_task_id(task_id: Annotated[str, Path(description="A sync task id.")]) -> str:
+    """The task id of the path; one no task can have is a 404 before any query.
+
+    A NUL character cannot be stored in a PostgreSQL text column, whose driver would
+    refuse the lookup with an error instead of finding nothing.
+    """
+    if "\x00" in task_id:
+        raise TaskNotFound(task_id)
+    return task_id
+
+
 StateDep = Annotated[AppState, Depends(get_state)]
+TaskIdDep = Annotated[str, Depends(get_task_id)]
 StoreDep = Annotated[Store, Depends(get_store)]
 BroadcasterDep = Annotated[EventBroadcaster, Depends(get_broadcaster)]
 RunsDep = Annotated[BackgroundRuns, Depends(get_runs)]

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -59,7 +60,10 @@ def live_progress(monitor: ProgressMonitor, task_id: str, console: Console) -> I
         if unit.id not in bars:
             # A bar's clock starts when its unit starts running, not when it is listed.
             bars[unit.id] = progress.add_task(
-                unit.name, total=total, status=status, start=unit.status is UnitStatus.RUNNING
+                escape(unit.name),
+                total=total,
+                status=status,
+                start=unit.status is UnitStatus.RUNNING,
             )
         bar = bars[unit.id]
         if unit.status is UnitStatus.RUNNING and not progress.tasks[bar].started:
@@ -98,7 +102,10 @@ def _seconds(started: datetime | None, finished: datetime | None) -> float | Non
 def units_table(store: Store, task_id: str) -> Table:
     """The units of a task as a table: status, rows, seconds, rows/s, error."""
     task = store.get_task(task_id)
-    table = Table(title=f"{task.name}  [dim]{task.id}[/]  {task.status}", title_justify="left")
+    # Names, messages and errors are data, never markup: a table may be called "[b]".
+    table = Table(
+        title=f"{escape(task.name)}  [dim]{task.id}[/]  {task.status}", title_justify="left"
+    )
     table.add_column("unit", no_wrap=True)
     table.add_column("status")
     table.add_column("rows", justify="right")
@@ -114,15 +121,15 @@ def units_table(store: Store, task_id: str) -> Table:
         rate = f"{unit.processed_records / secs:,.0f}" if secs else ""
         total_rows += unit.processed_records
         table.add_row(
-            unit.name,
+            escape(unit.name),
             f"[{_STYLE[unit.status]}]{unit.status.value}[/]",
             f"{unit.processed_records:,}",
             f"{unit.total_records:,}",
             f"{unit.percentage:.1f}",
             "" if secs is None else f"{secs:.2f}",
             rate,
-            unit.error_message,
+            escape(unit.error_message),
         )
     if task.message:
-        table.caption = f"{total_rows:,} rows; {task.message}"
+        table.caption = f"{total_rows:,} rows; {escape(task.message)}"
     return table

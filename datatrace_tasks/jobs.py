@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from datatrace_tasks.exceptions import ConfigError, SchemaIncompatible
+from datatrace_tasks.exceptions import ConfigError, SchemaIncompatible, TableNotFound
 from datatrace_tasks.manager import TaskManager
 from datatrace_tasks.progress import ProgressMonitor
 from datatrace_tasks.sync import Job, job_from_dict, load_job, make_process_fn, plan_job
@@ -35,9 +35,14 @@ def create_task_from_job(manager: TaskManager, job: Job, *, job_path: str | Path
 
     Raises:
         SchemaIncompatible: the plan refuses a table (the message lists why).
-        TableNotFound: the job names a table the source does not have.
+        TableNotFound: the job names a table the source does not have, or selects none.
     """
     plan = plan_job(job)
+    if not plan.units and not plan.refused:
+        raise TableNotFound(
+            f"the job selects no table of the source (tables {job.tables}, include "
+            f"{job.include}, exclude {job.exclude}); nothing to copy"
+        )
     if plan.refused:
         reasons = "; ".join(f"{u.table}: {u.refusal}" for u in plan.refused)
         raise SchemaIncompatible(f"the job cannot run, {len(plan.refused)} refused: {reasons}")

@@ -18,7 +18,7 @@ import anyio
 from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.deps import BroadcasterDep, SettingsDep, StoreDep
+from api.deps import BroadcasterDep, SettingsDep, StoreDep, TaskIdDep
 from api.schemas import ErrorOut
 from api.settings import ApiSettings
 from datatrace_tasks.broadcast import EventBroadcaster, SubscriberCutOff
@@ -117,7 +117,7 @@ async def all_events(
     summary="Stream one task's events",
 )
 async def task_events(
-    task_id: str,
+    task_id: TaskIdDep,
     store: StoreDep,
     broadcaster: BroadcasterDep,
     settings: SettingsDep,

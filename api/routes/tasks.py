@@ -6,11 +6,12 @@ thread pool and the event loop keeps serving the streams.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, status
 
-from api.deps import BroadcasterDep, RunsDep, StoreDep
+from api.deps import BroadcasterDep, RunsDep, StoreDep, TaskIdDep
 from api.errors import ActionConflict
 from api.schemas import ActionOut, ErrorOut, RollupOut, TaskDetailOut, TaskOut, UnitsOut
 from datatrace_tasks.rollup import task_rollup, unit_rates
@@ -26,6 +27,11 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _utc(moment: datetime) -> datetime:
+    """The store keeps naive UTC times; the schema promises RFC 3339, offset included."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _task_out(task: SyncTask) -> dict[str, Any]:
     return {
         "id": task.id,
@@ -37,8 +43,8 @@ def _task_out(task: SyncTask) -> dict[str, Any]:
         "error_strategy": task.error_strategy,
         "source": task.source,
         "target": task.target,
-        "created_at": task.created_at,
-        "updated_at": task.updated_at,
+        "created_at": _utc(task.created_at),
+        "updated_at": _utc(task.updated_at),
     }
 
 
@@ -54,7 +60,7 @@ def list_tasks(store: StoreDep, limit: int = 100) -> list[dict[str, Any]]:
     responses=_NOT_FOUND,
     summary="One task with its rollup",
 )
-def get_task(task_id: str, store: StoreDep, runs: RunsDep) -> dict[str, Any]:
+def get_task(task_id: TaskIdDep, store: StoreDep, runs: RunsDep) -> dict[str, Any]:
     """The task, units by status, rows processed of total, percentage, rows/s and ETA."""
     task = store.get_task(task_id)
     units = store.load_units(task_id)
@@ -73,7 +79,7 @@ def get_task(task_id: str, store: StoreDep, runs: RunsDep) -> dict[str, Any]:
     responses=_NOT_FOUND,
     summary="The units of a task",
 )
-def get_units(task_id: str, store: StoreDep, broadcaster: BroadcasterDep) -> dict[str, Any]:
+def get_units(task_id: TaskIdDep, store: StoreDep, broadcaster: BroadcasterDep) -> dict[str, Any]:
     """Each unit's status, progress, speed, ETA and error, in the task's order."""
     # Read the watermark first: every event up to it is then reflected in the units below.
     last_event_id = broadcaster.last_event_id
@@ -108,7 +114,7 @@ def get_units(task_id: str, store: StoreDep, broadcaster: BroadcasterDep) -> dic
     responses={**_NOT_FOUND, **_CONFLICT},
     summary="Ask a running task to pause",
 )
-def pause_task(task_id: str, store: StoreDep) -> dict[str, Any]:
+def pause_task(task_id: TaskIdDep, store: StoreDep) -> dict[str, Any]:
     """Raise the task's pause flag: its running units, in whatever process, stop at their
     next batch with their checkpoint saved; units not started yet do not start."""
     task = store.get_task(task_id)
@@ -129,7 +135,7 @@ def pause_task(task_id: str, store: StoreDep) -> dict[str, Any]:
     responses={**_NOT_FOUND, **_CONFLICT, 422: {"model": ErrorOut}},
     summary="Run the task's unfinished units again",
 )
-def resume_task(task_id: str, runs: RunsDep) -> dict[str, Any]:
+def resume_task(task_id: TaskIdDep, runs: RunsDep) -> dict[str, Any]:
     """Start the task's paused, failed and pending units in this app, from their
     checkpoints; 409 when it is already running here or elsewhere."""
     detail = runs.start(task_id, retry_failed=False)
@@ -143,7 +149,7 @@ def resume_task(task_id: str, runs: RunsDep) -> dict[str, Any]:
     responses={**_NOT_FOUND, **_CONFLICT, 422: {"model": ErrorOut}},
     summary="Reset the failed units and run the task again",
 )
-def retry_failed(task_id: str, runs: RunsDep) -> dict[str, Any]:
+def retry_failed(task_id: TaskIdDep, runs: RunsDep) -> dict[str, Any]:
     """Make the failed units pending again (they keep their checkpoints) and run the task;
     409 when no unit failed or the task is running."""
     detail = runs.start(task_id, retry_failed=True)
