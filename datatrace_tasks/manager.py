@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from datatrace_tasks.exceptions import (
+    DatabaseUnreachable,
     DataTraceError,
     DuplicateUnitName,
     UnitNotFound,
@@ -396,10 +397,11 @@ class TaskManager:
         while True:
             try:
                 return write()
-            except (OperationalError, InterfaceError) as exc:
+            except (OperationalError, InterfaceError, DatabaseUnreachable) as exc:
                 if time.monotonic() + delay > deadline:
                     raise
-                log.warning("state store unreachable writing %s (%s); retrying", what, exc.orig)
+                first_line = mask_text(str(exc)).splitlines()[0]
+                log.warning("state store unreachable writing %s (%s); retrying", what, first_line)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
