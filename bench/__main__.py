@@ -1,15 +1,17 @@
-"""`python -m bench [--rows N] [--quick] [--full]`: run every benchmark in turn."""
+"""`python -m bench [--rows N] [--quick] [--full] ...`: run every benchmark in turn."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import copy
+from bench import copy, tables
 
 
 def main() -> None:
-    """Run the copy benchmark (the only one so far), passing the arguments through."""
-    copy.main(sys.argv[1:])
+    """The copy benchmark (arguments passed through), then the many-tables one."""
+    argv = sys.argv[1:]
+    copy.main(argv)
+    tables.main(["--repeats", "1"] if "--quick" in argv else [])
 
 
 if __name__ == "__main__":

@@ -68,6 +68,9 @@ def _job(batch: int) -> Any:
             "target": f"{MYSQL_URL}/{DST}",
             "tables": [TABLE],
             "batch_size": batch,
+            "ranges": int(os.environ["DATATRACE_BENCH_RANGES"])
+            if os.environ.get("DATATRACE_BENCH_RANGES")
+            else None,
         }
     )
 
@@ -109,6 +112,8 @@ def run_datatrace(batch: int, *, progress: bool = True, workdir: Path) -> dict[s
     copy = unit.extra.get("copy", {})
     return {
         "seconds": seconds,
+        "copy_seconds": copy.get("copy_seconds"),
+        "ranges": copy.get("ranges"),
         "verify_seconds": copy.get("verify_seconds"),
         "path": copy.get("path"),
         "verified": unit.extra.get("verification", {}).get("ok"),
@@ -234,7 +239,8 @@ def measure(method: str, batch: int, *, profile: Path | None = None) -> dict[str
         cmd += ["--", sys.executable, "-m", "bench.copy", "--child", method]
         cmd += ["--batch", str(batch)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    last = [line for line in out.stdout.splitlines() if line.startswith("{")][-1]
+    result: dict[str, Any] = json.loads(last)
     result["exact"] = checksum_equal()
     return result
 

@@ -29,10 +29,17 @@ def create(url: URL, *, role: Role) -> Engine:
     checks off because tables are copied one by one, in parallel, in any order.
     """
     connect_args: dict[str, Any] = {}
+    options: dict[str, Any] = {}
     if url.get_backend_name() == "sqlite":
         # Several units write to one SQLite file at once: wait for the lock.
         connect_args["timeout"] = 60
-    engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    else:
+        # Each unit holds a reader and a writer connection per key range at once.
+        options = {"pool_size": 8, "max_overflow": 40}
+    if role == "target" and url.get_driver_name() == "pymysql":
+        # The bulk path (LOAD DATA LOCAL INFILE, see bulk.py); the server may still refuse.
+        connect_args["local_infile"] = True
+    engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args, **options)
     if is_mysql(engine):
 
         @sa.event.listens_for(engine, "connect")

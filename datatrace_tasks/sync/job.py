@@ -55,6 +55,12 @@ class Job(BaseModel):
     error_strategy: ErrorStrategy = Field(default="skip", description="On unit failure.")
     retries: int = Field(default=2, ge=0, description="Extra attempts for transient errors.")
     write_mode: WriteMode = Field(default="upsert", description="How rows land on the target.")
+    ranges: int | None = Field(
+        default=None,
+        ge=1,
+        description="Key ranges of one table copied at once, each with its own checkpoint;"
+        " None: up to 3, by table size.",
+    )
     throttle_rows_per_second: float | None = Field(
         default=None, gt=0, description="Cap on rows per second per unit; None: no cap."
     )

@@ -35,6 +35,16 @@ def after_key(columns: Sequence[sa.ColumnElement[Any]], key: Sequence[Any]) -> A
     return sa.and_(columns[0] >= key[0], sa.or_(*terms))
 
 
+def upto_key(columns: Sequence[sa.ColumnElement[Any]], key: Sequence[Any]) -> Any:
+    """`(k1, k2, ...) <= (:v1, :v2, ...)`, spelled like `after_key` for the same index use."""
+    terms = []
+    for i, col in enumerate(columns):
+        equal = [columns[j] == key[j] for j in range(i)]
+        terms.append(sa.and_(*equal, col < key[i]))
+    terms.append(sa.and_(*(col == key[i] for i, col in enumerate(columns))))
+    return sa.and_(columns[0] <= key[0], sa.or_(*terms))
+
+
 def projection(table: SourceTable, sa_table: sa.Table, target_dialect: str) -> list[Any]:
     """What to select per column so the value can be written to `target_dialect` exactly.
 
@@ -58,8 +68,10 @@ def batches(
     batch_size: int,
     target_dialect: str,
     after: Sequence[Any] | None = None,
+    until: Sequence[Any] | None = None,
 ) -> Iterator[Batch]:
-    """Yield the table's rows in key order, `batch_size` at a time, after `after`.
+    """Yield the table's rows in key order, `batch_size` at a time, after `after`
+    and up to `until` (inclusive; None: to the end).
 
     Each page is its own short read, so no snapshot or cursor is held while the
     caller writes; memory holds one page whatever the table size.
@@ -68,6 +80,8 @@ def batches(
     keys = [sa_table.c[name] for name in table.key]
     names = [col.name for col in table.columns]
     base = sa.select(*projection(table, sa_table, target_dialect)).order_by(*keys)
+    if until is not None:
+        base = base.where(upto_key(keys, until))
     last = tuple(after) if after is not None else None
     with engine.connect() as conn:
         while True:

@@ -1,0 +1,56 @@
+"""Hand-built SQL for the hot path, run on raw DBAPI cursors (no statement compilation).
+
+Identifiers are always quoted by the dialect (`quote`); values always travel as
+`%s` parameters, never in the text. A `%` inside a quoted identifier is doubled,
+because pymysql formats the statement with Python's `%` operator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+
+def quote(engine: Engine, name: str) -> str:
+    """`name` quoted by the engine's dialect, safe inside a `%s`-style statement."""
+    return str(engine.dialect.identifier_preparer.quote(name)).replace("%", "%%")
+
+
+def after_sql(keys: Sequence[str], key: Sequence[Any]) -> tuple[str, list[Any]]:
+    """`(k1, k2, ...) > (v1, v2, ...)` spelled so MySQL uses a range on the key's index."""
+    terms, params = [], []
+    for i, col in enumerate(keys):
+        parts = [f"{keys[j]} = %s" for j in range(i)] + [f"{col} > %s"]
+        terms.append("(" + " AND ".join(parts) + ")")
+        params += [*key[:i], key[i]]
+    return f"{keys[0]} >= %s AND ({' OR '.join(terms)})", [key[0], *params]
+
+
+def upto_sql(keys: Sequence[str], key: Sequence[Any]) -> tuple[str, list[Any]]:
+    """`(k1, k2, ...) <= (v1, v2, ...)`, in the same index-friendly form."""
+    terms, params = [], []
+    for i, col in enumerate(keys):
+        parts = [f"{keys[j]} = %s" for j in range(i)] + [f"{col} < %s"]
+        terms.append("(" + " AND ".join(parts) + ")")
+        params += [*key[:i], key[i]]
+    terms.append("(" + " AND ".join(f"{col} = %s" for col in keys) + ")")
+    params += list(key)
+    return f"{keys[0]} <= %s AND ({' OR '.join(terms)})", [key[0], *params]
+
+
+def between_sql(
+    keys: Sequence[str], lo: Sequence[Any] | None, hi: Sequence[Any] | None
+) -> tuple[str, list[Any]]:
+    """` WHERE lo < key <= hi` (either end may be open), or an empty string."""
+    clauses, params = [], []
+    if lo is not None:
+        sql, p = after_sql(keys, lo)
+        clauses.append(f"({sql})")
+        params += p
+    if hi is not None:
+        sql, p = upto_sql(keys, hi)
+        clauses.append(f"({sql})")
+        params += p
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params

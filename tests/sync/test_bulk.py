@@ -1,0 +1,209 @@
+"""The bulk write paths: LOAD DATA LOCAL INFILE (MariaDB), COPY (PostgreSQL), and the
+fallback to batched upserts when the server refuses or a load is not clean."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from datatrace_tasks.exceptions import VerificationFailed
+from datatrace_tasks.sync.ddl import target_table
+from datatrace_tasks.sync.engines import Databases
+from datatrace_tasks.sync.verify import verify_job, verify_table
+
+# Every byte LOAD DATA and COPY give a meaning to, in text and in binary columns.
+NASTY_TEXT = [
+    "tab\there",
+    "new\nline",
+    "carriage\rreturn",
+    "back\\slash",
+    "\\N",
+    "\\",
+    "ends with backslash\\",
+    "nul \x00 byte",
+    "纵横四海 😀🚀",
+    "",
+    "quote ' \" `",
+    "\\t not a tab",
+]
+NASTY_BYTES = [b"\x00\xff", b"\\", b"\t\n\r", b"\\N", b"", bytes(range(256))]
+
+
+def _rows(url: URL, sql: str) -> list[tuple[Any, ...]]:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        found = [tuple(r) for r in conn.execute(sa.text(sql)).all()]
+    engine.dispose()
+    return found
+
+
+@pytest.fixture
+def nasty_source(mysql_schema: Callable[[], URL]) -> URL:
+    """A MariaDB table whose text and blobs hold tabs, newlines, backslashes, NULs, emoji."""
+    url = mysql_schema()
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE nasty (id INT PRIMARY KEY, t TEXT, v VARCHAR(60), b BLOB,"
+            " vb VARBINARY(300), n INT, bi BIT(7)) CHARACTER SET utf8mb4"
+        )
+        rows = []
+        for i in range(120):
+            rows.append(
+                {
+                    "id": i,
+                    "t": NASTY_TEXT[i % len(NASTY_TEXT)] if i % 7 else None,
+                    "v": NASTY_TEXT[(i + 3) % len(NASTY_TEXT)],
+                    "b": NASTY_BYTES[i % len(NASTY_BYTES)] if i % 5 else None,
+                    "vb": NASTY_BYTES[(i + 1) % len(NASTY_BYTES)],
+                    "n": None if i % 3 == 0 else i,
+                    "bi": None if i % 4 == 0 else i % 128,
+                }
+            )
+        conn.execute(
+            sa.text("INSERT INTO nasty VALUES (:id, :t, :v, :b, :vb, :n, :bi)"),
+            rows,
+        )
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def local_infile_off(mysql_server: URL) -> Iterator[None]:
+    """The server refuses LOAD DATA LOCAL for the duration of the test."""
+    admin = sa.create_engine(mysql_server.set(database=None), poolclass=sa.pool.NullPool)
+    with admin.begin() as conn:
+        before = conn.exec_driver_sql("SELECT @@GLOBAL.local_infile").scalar_one()
+        conn.exec_driver_sql("SET GLOBAL local_infile = 0")
+    try:
+        yield
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"SET GLOBAL local_infile = {int(before)}")
+        admin.dispose()
+
+
+SELECT = "SELECT id, t, v, b, vb, n, bi FROM nasty ORDER BY id"
+
+
+@pytest.mark.mysql
+class TestLoadData:
+    """MariaDB to MariaDB goes through LOAD DATA LOCAL INFILE, byte for byte."""
+
+    @pytest.mark.parametrize("mode", ["upsert", "append", "truncate"])
+    def test_awkward_values_load_exactly(
+        self,
+        mode: str,
+        nasty_source: URL,
+        mysql_schema: Callable[[], URL],
+        job_for: Callable[..., Any],
+        run: Callable[..., Any],
+    ) -> None:
+        """NULLs, binary, emoji, backslashes, tabs and newlines arrive unchanged, no fallback."""
+        target = mysql_schema()
+        unit = run(job_for(nasty_source, target, batch_size=25, write_mode=mode), "nasty")
+        assert unit.extra["copy"]["path"] == "load"
+        assert unit.extra["copy"]["fallback_batches"] == 0
+        assert unit.extra["verification"]["method"] == "server checksums"
+        assert _rows(target, SELECT) == _rows(nasty_source, SELECT)
+
+    def test_refused_local_infile_falls_back_to_upserts(
+        self,
+        local_infile_off: None,
+        nasty_source: URL,
+        mysql_schema: Callable[[], URL],
+        job_for: Callable[..., Any],
+        run: Callable[..., Any],
+    ) -> None:
+        """With local_infile off on the server every batch is upserted instead, exactly."""
+        target = mysql_schema()
+        unit = run(job_for(nasty_source, target, batch_size=25), "nasty")
+        assert unit.extra["copy"]["fallback_batches"] == unit.extra["copy"]["batches"] == 5
+        assert unit.extra["verification"]["ok"]
+        assert _rows(target, SELECT) == _rows(nasty_source, SELECT)
+
+    def test_plain_append_still_refuses_duplicate_keys(
+        self,
+        nasty_source: URL,
+        mysql_schema: Callable[[], URL],
+        job_for: Callable[..., Any],
+        run: Callable[..., Any],
+    ) -> None:
+        """LOAD DATA LOCAL would skip duplicates with a warning; the batch is redone strictly."""
+        target = mysql_schema()
+        job = job_for(nasty_source, target, write_mode="append", batch_size=50)
+        run(job, "nasty")
+        with pytest.raises(sa.exc.IntegrityError):
+            run(job, "nasty")
+        assert _rows(target, "SELECT COUNT(*) FROM nasty") == [(120,)]
+
+    def test_tampered_target_is_caught_by_server_checksums(
+        self,
+        nasty_source: URL,
+        mysql_schema: Callable[[], URL],
+        job_for: Callable[..., Any],
+        run: Callable[..., Any],
+    ) -> None:
+        """One changed byte in a blob fails verification and names the row."""
+        target = mysql_schema()
+        job = job_for(nasty_source, target, batch_size=40)
+        run(job, "nasty")
+        engine = sa.create_engine(target, poolclass=sa.pool.NullPool)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE nasty SET vb = CONCAT(vb, 'x') WHERE id = 61")
+        engine.dispose()
+        result = verify_job(job)["nasty"]
+        assert not result["ok"] and "first differing key ['61']" in result["error"]
+        with pytest.raises(VerificationFailed):
+            _verify_again(job)
+
+
+def _verify_again(job: Any) -> None:
+    dbs = Databases(job.source_url, job.target_url)
+    try:
+        table = dbs.table("nasty")
+        with dbs.source.connect() as conn:
+            spec = target_table(conn, dbs.target, table)
+        verify_table(dbs.source, dbs.target, table, spec)
+    finally:
+        dbs.dispose()
+
+
+@pytest.mark.mysql
+@pytest.mark.postgres
+class TestCopy:
+    """MariaDB to PostgreSQL goes through COPY (staged and merged when upserting)."""
+
+    @pytest.mark.parametrize("mode", ["upsert", "append"])
+    def test_awkward_values_copy_exactly(
+        self,
+        mode: str,
+        nasty_source: URL,
+        pg_schema: Callable[[], URL],
+        job_for: Callable[..., Any],
+        run: Callable[..., Any],
+    ) -> None:
+        """Text and bytes arrive unchanged (NUL-free text: PostgreSQL text cannot hold NUL)."""
+        engine = sa.create_engine(nasty_source, poolclass=sa.pool.NullPool)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE nasty SET t = NULL WHERE LOCATE(CHAR(0), t) > 0")
+            conn.exec_driver_sql("UPDATE nasty SET v = '' WHERE LOCATE(CHAR(0), v) > 0")
+        engine.dispose()
+        target = pg_schema()
+        job = job_for(nasty_source, target, batch_size=25, write_mode=mode)
+        unit = run(job, "nasty")
+        assert unit.extra["copy"]["path"] == "copy"
+        assert unit.extra["verification"]["ok"]
+        source = _rows(nasty_source, "SELECT id, t, v, b, vb, n FROM nasty ORDER BY id")
+        copied = _rows(target, "SELECT id, t, v, b, vb, n FROM nasty ORDER BY id")
+        as_bytes = [
+            (*r[:3], None if r[3] is None else bytes(r[3]), bytes(r[4]), r[5]) for r in copied
+        ]
+        assert as_bytes == source
+        if mode == "upsert":  # a second upsert run merges over the same keys
+            again = run(job, "nasty")
+            assert again.extra["verification"]["target_rows"] == 120
