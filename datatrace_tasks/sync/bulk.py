@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from datatrace_tasks.sync.catalog import SourceTable
 from datatrace_tasks.sync.ddl import TargetTable
+from datatrace_tasks.sync.infile import offer
 from datatrace_tasks.sync.rawsql import between_sql, quote
 from datatrace_tasks.sync.reader import Row, batches
 from datatrace_tasks.sync.sinks import SqlSink
@@ -260,6 +261,7 @@ class MysqlLoadWriter:
             spool.write(b"\n")
         if self._raw is None:
             self._raw = self.target.raw_connection()
+        offer(self._raw, self.path)
         cursor = self._raw.cursor()
         try:
             cursor.execute(self.sql, (self.path,))
@@ -290,6 +292,7 @@ class MysqlLoadWriter:
     def close(self) -> None:
         """Return the connection and remove the spool file."""
         if self._raw is not None:
+            offer(self._raw, None)
             self._raw.close()
             self._raw = None
         try:
@@ -363,6 +366,7 @@ class PgCopyWriter:
     def close(self) -> None:
         """Return the connection to the pool."""
         if self._raw is not None:
+            offer(self._raw, None)
             self._raw.close()
             self._raw = None
 
