@@ -85,12 +85,10 @@ def check(engine: Engine, *, role: Role) -> None:
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-    except (OperationalError, InterfaceError) as exc:
-        raise unreachable(engine.url, role, exc) from None
     except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise unreachable(engine.url, role, exc) from None
-        raise
+        # Anything the driver says while connecting and running `SELECT 1` is about the
+        # connection: a bad host, password or database name (1102 for one too long).
+        raise unreachable(engine.url, role, exc) from None
 
 
 class Databases:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from datatrace_tasks.exceptions import SchemaIncompatible
@@ -55,7 +56,8 @@ class Plan:
 
     def render(self) -> RichTable:
         """A rich table for the terminal: one row per unit, DDL and caveats below it."""
-        out = RichTable(title=f"plan {self.job}: {self.source} -> {self.target}")
+        # Every name, type and message is data, never markup (a table may be called "[b]").
+        out = RichTable(title=escape(f"plan {self.job}: {self.source} -> {self.target}"))
         for header in ("table", "rows (est.)", "key", "action", "details"):
             out.add_column(header, justify="right" if header.startswith("rows") else "left")
         for unit in self.units:
@@ -64,14 +66,14 @@ class Plan:
             if unit.ddl:
                 details.append(unit.ddl)
             out.add_row(
-                unit.table,
+                escape(unit.table),
                 f"{unit.estimated_rows:,}",
-                ", ".join(unit.key) or "-",
-                "[red]refused[/red]" if unit.refusal else unit.action,
-                "\n".join(details),
+                escape(", ".join(unit.key)) or "-",
+                "[red]refused[/red]" if unit.refusal else escape(unit.action),
+                escape("\n".join(details)),
             )
         if self.notes:
-            out.caption = "; ".join(self.notes)
+            out.caption = escape("; ".join(self.notes))
         return out
 
 
