@@ -1,0 +1,531 @@
+"""Hostile identifiers and config values through the job file, with MariaDB's general log on.
+
+Every hostile table name is refused by the catalog check (unless such a table really
+exists), nothing reaches the target, no unit is left running, and the statements the
+job ran are all of the expected shapes, with no payload outside a literal or a quoted
+identifier. Legal-but-odd names copy exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from sqlalchemy.engine import make_url
+
+from datatrace_tasks.exceptions import DatabaseUnreachable, JobFileInvalid, TableNotFound
+from datatrace_tasks.jobs import create_task_from_job, run_task
+from datatrace_tasks.manager import TaskManager
+from datatrace_tasks.store import Store
+from datatrace_tasks.sync import load_job
+from datatrace_tasks.sync.catalog import resolve_tables
+from datatrace_tasks.sync.engines import Databases
+from datatrace_tasks.units import UnitStatus
+from tests.security.conftest import (
+    VICTIM_ROWS,
+    Captured,
+    GeneralLog,
+    MariaDB,
+    odd_rows,
+    unexpected,
+)
+from tests.security.hostile import ODD_COLUMNS, ODD_TABLES, hostile_identifiers, searchable
+
+pytestmark = pytest.mark.mysql
+
+HOSTILE = hostile_identifiers()
+EXISTING = {"victim", *ODD_TABLES}
+PERCENT_TABLE = "per%cent%s"  # a `%` in a MySQL name: see test_percent_in_names_copies
+MARKUP_TABLE = "[b]rich[/b] [/]"  # rich markup in a name: see test_plan_shows_markup_names
+COPYABLE = [n for n in ODD_TABLES if n != PERCENT_TABLE]
+
+
+def write_job(path: Path, **fields: Any) -> Path:
+    """A job file holding `fields`, written by a YAML emitter so any string survives."""
+    path.write_text(yaml.safe_dump({"name": "hostile", **fields}, allow_unicode=True), "utf-8")
+    return path
+
+
+def tasks_in(store: Store) -> int:
+    """How many sync tasks the store holds."""
+    return len(store.list_tasks(limit=10_000))
+
+
+def assert_clean_log(captured: Captured, refused: list[str]) -> int:
+    """Every statement of the capture window is expected, and no refused name is in
+    any; returns how many statements were checked."""
+    statements = captured.statements
+    assert statements, "the general log recorded nothing: is it on?"
+    bad = [(why, s[:300]) for s in statements if (why := unexpected(s))]
+    assert bad == []
+    leaked = [name for name in refused if searchable(name) and any(name in s for s in statements)]
+    assert leaked == []
+    return len(statements)
+
+
+def sample(values: list[str], size: int) -> list[str]:
+    """`size` values spread evenly over `values`, first and last included."""
+    step = (len(values) - 1) / (size - 1)
+    return list(dict.fromkeys(values[round(i * step)] for i in range(size)))
+
+
+# The names planned one job each through create_task_from_job: a spread over every
+# family of the generator, the NUL, backslash, overlong and bidi ones by name, and
+# each hostile name that really exists in the source.
+MUST_PLAN = [
+    "\x00",
+    "evil\x00victim",
+    "evil\\'; DROP TABLE victim; --",
+    "victim\u202e",
+    "evil" + "x" * 10_000,
+]
+SAMPLED = list(
+    dict.fromkeys([*sample(HOSTILE, 15), *MUST_PLAN, *(n for n in HOSTILE if n in EXISTING)])
+)
+
+
+class TestHostileTables:
+    """Hostile names in `tables`: refused by the catalog check before anything is written."""
+
+    def test_at_least_200_hostile_values(self) -> None:
+        """The generator yields 200+ distinct values that survive a YAML job file."""
+        assert len(HOSTILE) >= 200 and len(set(HOSTILE)) == len(HOSTILE)
+
+    def test_each_hostile_table_is_refused(
+        self, tmp_path: Path, mariadb: MariaDB, source_db: str, general_log: GeneralLog
+    ) -> None:
+        """Each hostile name alone is refused naming it, unless the source really has it.
+
+        Every name goes through its own job file and the catalog check the planner uses
+        (resolve_tables over the source catalog, read once as plan_job reads it); a spread
+        of 15 of them, a few named kinds, and every one that exists, also go the whole
+        create_task_from_job way against the server, with the general log on. All of them
+        together go that way in test_all_hostile_tables_in_one_job.
+        """
+        target = mariadb.create_database("dt_sec_dst")
+        source_url, target_url = mariadb.url(source_db), mariadb.url(target)
+        jobs = {
+            name: load_job(
+                write_job(
+                    tmp_path / f"job{i}.yaml", source=source_url, target=target_url, tables=[name]
+                )
+            )
+            for i, name in enumerate(HOSTILE)
+        }
+        dbs = Databases(jobs[HOSTILE[0]].source_url, jobs[HOSTILE[0]].target_url)
+        try:
+            catalog = dbs.catalog()
+        finally:
+            dbs.dispose()
+        assert set(catalog) == EXISTING
+        refused, accepted = [], []
+        for name, job in jobs.items():
+            assert job.tables == [name]
+            try:
+                resolve_tables(catalog, job.tables, job.include, job.exclude)
+            except TableNotFound as exc:
+                assert repr(name) in str(exc)
+                assert "not in the source schema" in str(exc)
+                refused.append(name)
+            else:
+                accepted.append(name)
+        assert accepted == [n for n in HOSTILE if n in EXISTING]
+        assert len(refused) == len(HOSTILE) - len(accepted) >= 200
+
+        store = Store(f"sqlite:///{tmp_path}/state.db")
+        manager = TaskManager(store)
+        planned_refused, planned_accepted = [], []
+        with general_log.capture() as log:
+            for name in SAMPLED:
+                try:
+                    create_task_from_job(manager, jobs[name], job_path=None)
+                except TableNotFound as exc:
+                    assert repr(name) in str(exc)
+                    assert "not in the source schema" in str(exc)
+                    planned_refused.append(name)
+                else:
+                    planned_accepted.append(name)
+        assert len(SAMPLED) >= 15 and set(MUST_PLAN) <= set(HOSTILE)
+        assert planned_accepted == [n for n in SAMPLED if n in EXISTING] != []
+        assert planned_refused == [n for n in SAMPLED if n in refused]
+        assert tasks_in(store) == len(planned_accepted)
+        assert all(
+            u.status is UnitStatus.PENDING
+            for t in store.list_tasks()
+            for u in store.load_units(t.id)
+        )
+        assert mariadb.tables(target) == set()
+        assert mariadb.tables(source_db) == EXISTING
+        assert_clean_log(log, planned_refused)
+        store.dispose()
+
+    def test_all_hostile_tables_in_one_job(
+        self, tmp_path: Path, mariadb: MariaDB, source_db: str, general_log: GeneralLog
+    ) -> None:
+        """All of them in one job: one refusal naming every unknown one, nothing created,
+        and none of them reaches the server (general log on)."""
+        target = mariadb.create_database("dt_sec_dst")
+        store = Store(f"sqlite:///{tmp_path}/state.db")
+        job = load_job(
+            write_job(
+                tmp_path / "job.yaml",
+                source=mariadb.url(source_db),
+                target=mariadb.url(target),
+                tables=HOSTILE,
+            )
+        )
+        assert job.tables == HOSTILE
+        with general_log.capture() as log, pytest.raises(TableNotFound) as info:
+            create_task_from_job(TaskManager(store), job, job_path=None)
+        message = str(info.value)
+        unknown = [n for n in HOSTILE if n not in EXISTING]
+        assert len(unknown) >= 200
+        assert [n for n in unknown if repr(n) not in message] == []
+        assert "not in the source schema" in message
+        assert tasks_in(store) == 0 and mariadb.tables(target) == set()
+        assert mariadb.tables(source_db) == EXISTING
+        assert_clean_log(log, unknown)
+        store.dispose()
+
+    def test_patterns_that_select_nothing_are_refused(
+        self, tmp_path: Path, mariadb: MariaDB, source_db: str
+    ) -> None:
+        """An include pattern matching no table is a clear error, not an empty task."""
+        target = mariadb.create_database("dt_sec_dst")
+        store = Store(f"sqlite:///{tmp_path}/state.db")
+        job = load_job(
+            write_job(
+                tmp_path / "job.yaml",
+                source=mariadb.url(source_db),
+                target=mariadb.url(target),
+                include=["evil`; DROP TABLE victim; --"],
+            )
+        )
+        try:
+            with pytest.raises(TableNotFound):
+                create_task_from_job(TaskManager(store), job, job_path=None)
+        finally:
+            store.dispose()
+
+
+# Values no numeric or enum setting may take; each file must be refused naming the key.
+BAD_VALUES: list[Any] = [
+    "1; DROP TABLE victim",
+    "1 OR 1=1",
+    "1`",
+    "1'--",
+    "1/* */",
+    "\x00",
+    "1\x00",
+    "",
+    " ",
+    "-1",
+    -1,
+    "NaN",
+    float("nan"),
+    float("-inf"),
+    "1e999x",
+    [1],
+    {"a": 1},
+    "０",  # fullwidth zero
+    "١",  # Arabic-Indic one
+    "upsert; DROP TABLE victim",
+    "UPSERT",
+    "skip'--",
+    "${HOME}",
+]
+CONFIG_KEYS = [
+    "concurrency",
+    "batch_size",
+    "retries",
+    "ranges",
+    "throttle_rows_per_second",
+    "write_mode",
+    "error_strategy",
+]
+# Database names for the URL: none exists or is granted, so each is a connect refusal.
+BAD_DATABASES = [
+    "evil`; DROP DATABASE mysql; --",
+    "evil'; DROP TABLE victim; --",
+    'evil"',
+    "evil/* */",
+    "evil -- x",
+    "evil#x",
+    "information_schema`.`TABLES",
+    "mysql",
+    "evil%00",
+    "evil\\",
+    "ｅｖｉｌ",
+    "evil; SELECT SLEEP(10)",
+    "evil?init_command=DROP TABLE victim",
+]
+
+
+class TestHostileConfig:
+    """Hostile values of the other keys and of the URLs' database names."""
+
+    def test_bad_setting_values_are_refused(self, tmp_path: Path) -> None:
+        """Each bad value of each numeric or enum key is refused naming that key."""
+        tried = 0
+        for key in CONFIG_KEYS:
+            for i, value in enumerate(BAD_VALUES):
+                path = write_job(
+                    tmp_path / f"{key}{i}.yaml",
+                    source="sqlite:///nowhere.db",
+                    target="sqlite:///nowhere2.db",
+                    **{key: value},
+                )
+                with pytest.raises(JobFileInvalid) as info:
+                    load_job(path)
+                assert key in str(info.value), (key, value, str(info.value))
+                tried += 1
+        assert tried == len(CONFIG_KEYS) * len(BAD_VALUES)
+        assert not (tmp_path / "nowhere.db").exists()
+
+    def test_hostile_database_names_are_refused(
+        self, tmp_path: Path, mariadb: MariaDB, source_db: str, general_log: GeneralLog
+    ) -> None:
+        """A hostile database name in either URL is a connect refusal naming the database,
+        password masked; only the expected statements run."""
+        target = mariadb.create_database("dt_sec_dst")
+        store = Store(f"sqlite:///{tmp_path}/state.db")
+        good_source, good_target = mariadb.url(source_db), mariadb.url(target)
+        with general_log.capture() as log:
+            self._try_each(tmp_path, mariadb, store, good_source, good_target)
+        assert tasks_in(store) == 0
+        assert mariadb.tables(target) == set()
+        assert mariadb.tables(source_db) == EXISTING
+        assert_clean_log(log, [n for n in BAD_DATABASES if "mysql" not in n])
+        store.dispose()
+
+    @staticmethod
+    def _try_each(
+        tmp_path: Path, mariadb: MariaDB, store: Store, good_source: str, good_target: str
+    ) -> None:
+        """Each bad database name as the source, then as the target: a clear refusal."""
+        for i, name in enumerate(BAD_DATABASES):
+            bad = make_url(good_source).set(database=name).render_as_string(hide_password=False)
+            for role, urls in (("source", (bad, good_target)), ("target", (good_source, bad))):
+                path = write_job(
+                    tmp_path / f"db{i}{role}.yaml", source=urls[0], target=urls[1], tables=["*"]
+                )
+                with pytest.raises((DatabaseUnreachable, JobFileInvalid)) as info:
+                    create_task_from_job(TaskManager(store), load_job(path), job_path=None)
+                message = str(info.value)
+                assert mariadb.password not in message
+                if isinstance(info.value, DatabaseUnreachable):
+                    assert f"cannot connect to the {role}" in message
+                    assert "***" in message
+
+    def test_overlong_database_name_is_a_clear_refusal(
+        self, tmp_path: Path, mariadb: MariaDB, source_db: str
+    ) -> None:
+        """A 74-character database name is a connect refusal, not a driver traceback."""
+        bad = make_url(mariadb.url(source_db)).set(database="evil" + "x" * 70)
+        path = write_job(
+            tmp_path / "job.yaml",
+            source=bad.render_as_string(hide_password=False),
+            target=mariadb.url(source_db),
+        )
+        store = Store(f"sqlite:///{tmp_path}/state.db")
+        try:
+            with pytest.raises(DatabaseUnreachable, match="cannot connect to the source"):
+                create_task_from_job(TaskManager(store), load_job(path), job_path=None)
+        finally:
+            store.dispose()
+
+
+DATATRACE = [sys.executable, "-m", "datatrace_tasks"]
+
+
+def datatrace(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a child process, with its own state store."""
+    env = {**os.environ, "DATATRACE_DATABASE_URL": f"sqlite:///{state}", "COLUMNS": "250"}
+    return subprocess.run([*DATATRACE, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+CLI_CASES = [
+    ("run", {"tables": ["victim`; DROP TABLE victim; --"]}, "victim`; DROP TABLE victim; --"),
+    ("run", {"tables": ["victim", "evil'; SHUTDOWN; --"]}, "evil'; SHUTDOWN; --"),
+    ("plan", {"tables": ["evil/* */ OR 1=1"]}, "evil/* */ OR 1=1"),
+    ("run", {"tables": ["ｖｉｃｔｉｍ"]}, "ｖｉｃｔｉｍ"),
+    ("run", {"tables": ["evil[/]"]}, "evil[/]"),
+    ("run", {"batch_size": "1; DROP TABLE victim"}, "batch_size"),
+]
+
+
+class TestCli:
+    """A handful of hostile job files through the real `datatrace` process."""
+
+    @pytest.mark.parametrize(("command", "fields", "named"), CLI_CASES)
+    def test_refused_with_exit_2(
+        self,
+        tmp_path: Path,
+        mariadb: MariaDB,
+        source_db: str,
+        command: str,
+        fields: dict[str, Any],
+        named: str,
+    ) -> None:
+        """Exit 2, one line naming the problem, password masked, no task, empty target."""
+        target = mariadb.create_database("dt_sec_dst")
+        job = write_job(
+            tmp_path / "job.yaml",
+            source=mariadb.url(source_db),
+            target=mariadb.url(target),
+            **fields,
+        )
+        out = datatrace(command, str(job), state=tmp_path / "state.db")
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.startswith("error:"), out.stderr
+        assert named in out.stderr
+        assert "Traceback" not in out.stderr
+        assert mariadb.password not in out.stdout + out.stderr
+        assert mariadb.tables(target) == set()
+        state = tmp_path / "state.db"
+        if state.exists():
+            assert tasks_in(Store(f"sqlite:///{state}")) == 0
+
+    def test_plan_shows_odd_names_verbatim(
+        self, tmp_path: Path, mariadb: MariaDB, source_db: str
+    ) -> None:
+        """plan over the odd tables exits 0 and names each one as it is."""
+        target = mariadb.create_database("dt_sec_dst")
+        tables = [n for n in COPYABLE if n != MARKUP_TABLE]
+        job = write_job(
+            tmp_path / "job.yaml",
+            source=mariadb.url(source_db),
+            target=mariadb.url(target),
+            tables=tables,
+        )
+        out = datatrace("plan", str(job), state=tmp_path / "state.db")
+        assert out.returncode == 0, out.stderr
+        for name in tables:
+            assert name in out.stdout, name
+        assert mariadb.tables(target) == set()
+
+    def test_plan_shows_markup_names_verbatim(
+        self, tmp_path: Path, mariadb: MariaDB, source_db: str
+    ) -> None:
+        """A table named like rich markup is planned and shown as it is."""
+        target = mariadb.create_database("dt_sec_dst")
+        job = write_job(
+            tmp_path / "job.yaml",
+            source=mariadb.url(source_db),
+            target=mariadb.url(target),
+            tables=[MARKUP_TABLE],
+        )
+        out = datatrace("plan", str(job), state=tmp_path / "state.db")
+        assert out.returncode == 0, out.stderr
+        assert MARKUP_TABLE in out.stdout
+
+
+def column_names(conn: sa.Connection, table: str) -> list[str]:
+    """A table's column names in order, from the catalog.
+
+    Not through SQLAlchemy's MySQL reflection, which parses SHOW CREATE TABLE and keeps
+    a doubled backtick inside a column name doubled.
+    """
+    if conn.dialect.name in ("mysql", "mariadb"):
+        rows = conn.execute(
+            sa.text(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA ="
+                " DATABASE() AND TABLE_NAME = :t ORDER BY ORDINAL_POSITION"
+            ),
+            {"t": table},
+        )
+        return [str(r[0]) for r in rows]
+    return [c["name"] for c in sa.inspect(conn).get_columns(table)]
+
+
+class TestOddNames:
+    """Legal-but-odd table and column names (spaces, unicode, backticks, quotes) copy."""
+
+    @pytest.mark.usefixtures("prefect_harness")
+    @pytest.mark.parametrize("target_kind", ["mariadb", "sqlite"])
+    def test_odd_tables_copy_exactly(
+        self,
+        tmp_path: Path,
+        mariadb: MariaDB,
+        source_db: str,
+        general_log: GeneralLog,
+        target_kind: str,
+    ) -> None:
+        """Every odd table lands with its rows intact; only expected statements ran."""
+        if target_kind == "mariadb":
+            target_db = mariadb.create_database("dt_sec_dst")
+            target = mariadb.url(target_db)
+        else:
+            target = f"sqlite:///{tmp_path}/target.db"
+        store = Store(f"sqlite:///{tmp_path}/state.db")
+        manager = TaskManager(store, progress_interval=0.05)
+        job = load_job(
+            write_job(
+                tmp_path / "job.yaml",
+                source=mariadb.url(source_db),
+                target=target,
+                tables=[*COPYABLE, "victim"],
+                batch_size=4,
+                concurrency=3,
+            )
+        )
+        with general_log.capture() as log:
+            task_id = create_task_from_job(manager, job, job_path=None)
+            outcome = run_task(manager, task_id, job)
+        units = {u.id: u for u in store.load_units(task_id)}
+        assert outcome.ok, {u.id: u.error_message for u in units.values()}
+        assert set(units) == {*COPYABLE, "victim"}
+        engine = sa.create_engine(target)
+        try:
+            with engine.connect() as conn:
+                for name in COPYABLE:
+                    assert column_names(conn, name) == ODD_COLUMNS, name
+                    table = sa.table(name, *(sa.column(c) for c in ODD_COLUMNS))
+                    rows = conn.execute(sa.select(table).order_by(table.c.id))
+                    assert [dict(r._mapping) for r in rows] == odd_rows(name), name
+                victim = sa.table("victim")
+                assert conn.scalar(sa.select(sa.func.count()).select_from(victim)) == VICTIM_ROWS
+        finally:
+            engine.dispose()
+        assert mariadb.tables(source_db) == EXISTING
+        assert_clean_log(log, [])
+        store.dispose()
+
+    @pytest.mark.usefixtures("prefect_harness")
+    @pytest.mark.xfail(
+        strict=True,
+        reason="bug: a `%` in a MySQL table name breaks plan and copy: the name is quoted with "
+        "percent doubling (identifier_preparer.quote / rawsql.quote) and then sent in a "
+        "statement executed without parameters (ddl.py SHOW CREATE TABLE through sa.text, "
+        "checksum/bulk raw cursors with an empty WHERE), so MariaDB sees `per%%cent%%s`: "
+        "1146 table doesn't exist; fix: double `%` only in statements that are executed "
+        "with a parameter sequence, e.g. always pass a (possibly empty) tuple to "
+        "cursor.execute and build SHOW CREATE TABLE with exec_driver_sql(sql, ())",
+    )
+    def test_percent_in_names_copies(
+        self, tmp_path: Path, mariadb: MariaDB, source_db: str
+    ) -> None:
+        """A table whose name holds `%s` copies MariaDB to MariaDB like any other."""
+        target = mariadb.create_database("dt_sec_dst")
+        store = Store(f"sqlite:///{tmp_path}/state.db")
+        manager = TaskManager(store, progress_interval=0.05)
+        job = load_job(
+            write_job(
+                tmp_path / "job.yaml",
+                source=mariadb.url(source_db),
+                target=mariadb.url(target),
+                tables=[PERCENT_TABLE],
+                retries=0,
+            )
+        )
+        try:
+            task_id = create_task_from_job(manager, job, job_path=None)
+            assert run_task(manager, task_id, job).ok
+        finally:
+            store.dispose()
