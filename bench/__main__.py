@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import sys
 
-from bench import copy, tables
+from bench import copy, overhead, sse, tables
 
 
 def main() -> None:
-    """The copy benchmark (arguments passed through), then the many-tables one."""
+    """Copy (arguments passed through), many tables, orchestration overhead, SSE fan-out."""
     argv = sys.argv[1:]
+    quick = "--quick" in argv
     copy.main(argv)
-    tables.main(["--repeats", "1"] if "--quick" in argv else [])
+    tables.main(["--repeats", "1"] if quick else [])
+    overhead.main(["--repeats", "1"] if quick else [])
+    sse.main(["--seconds", "5"] if quick else [])
 
 
 if __name__ == "__main__":
