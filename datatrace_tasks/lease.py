@@ -1,4 +1,10 @@
-"""The runner's claim on a task: one live runner per task, and crashes detected by lease."""
+"""Leases in the state store: one live runner per task, one per unit, crashes expire.
+
+A task lease (`sync_tasks.owner`) keeps two runners off one task; a unit lease
+(`task_unit_runtimes.lease_owner`) keeps two processes, on any hosts sharing the
+store (Dask workers, several Prefect workers), off one unit. Both are taken by one
+conditional UPDATE and renewed by a background thread while the work runs.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,12 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from datatrace_tasks.exceptions import DatabaseUnreachable, TaskAlreadyRunning
 from datatrace_tasks.store import Store
 
 log = logging.getLogger("datatrace")
@@ -51,3 +59,80 @@ def task_lease(store: Store, task_id: str, *, lease_seconds: float) -> Iterator[
             store.release_task(task_id, owner)
         except Exception:
             log.exception("could not release task %s; its lease will expire", task_id)
+
+
+def _try_claim(
+    store: Store, task_id: str, unit_id: str, owner: str, lease_seconds: float, deadline: float
+) -> bool:
+    """One claim attempt; a store that is briefly away counts as "not yet" until the deadline."""
+    try:
+        return store.claim_unit(task_id, unit_id, owner, lease_seconds=lease_seconds)
+    except DatabaseUnreachable:
+        if time.monotonic() >= deadline:
+            raise
+        log.warning("state store unreachable while claiming unit %s; trying again", unit_id)
+        return False
+
+
+class UnitAlreadyRunning(TaskAlreadyRunning):
+    """Another live runner holds the unit's lease; this attempt must not copy it too."""
+
+
+@contextmanager
+def unit_lease(
+    store: Store,
+    task_id: str,
+    unit_id: str,
+    *,
+    lease_seconds: float,
+    wait_seconds: float = 0.0,
+    should_stop: Callable[[], bool] | None = None,
+    owner: str | None = None,
+) -> Iterator[str]:
+    """Hold one unit while the block runs (on any host sharing the store), renewing its lease.
+
+    Args:
+        wait_seconds: how long to wait for another holder's lease to end (a runner
+            killed with kill -9 leaves it until it expires) before giving up.
+        should_stop: asked while waiting; when it turns true the wait ends at once.
+        owner: the holder's name; one run passes the same name for every attempt of a
+            unit, so a retry takes over a lease its failed attempt could not release.
+
+    Raises:
+        UnitAlreadyRunning: another runner's lease on the unit is still live.
+    """
+    owner = owner or runner_name()
+    deadline = time.monotonic() + wait_seconds
+    while not _try_claim(store, task_id, unit_id, owner, lease_seconds, deadline):
+        stopping = should_stop is not None and should_stop()
+        if stopping or time.monotonic() >= deadline:
+            try:
+                holder = store.unit_lease_owner(task_id, unit_id)
+            except DatabaseUnreachable:
+                holder = "another runner"
+            raise UnitAlreadyRunning(
+                f"unit {unit_id!r} of sync task {task_id!r} is already running in {holder}"
+            )
+        time.sleep(min(0.25, max(deadline - time.monotonic(), 0.01)))
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(lease_seconds / 3):
+            try:
+                if not store.renew_unit(task_id, unit_id, owner, lease_seconds=lease_seconds):
+                    log.error("lost the lease on unit %s of task %s", unit_id, task_id)
+                    return
+            except Exception:  # the store may be briefly down; the lease has slack
+                log.exception("could not renew the lease on unit %s", unit_id)
+
+    thread = threading.Thread(target=renew, name=f"datatrace-lease-{unit_id}", daemon=True)
+    thread.start()
+    try:
+        yield owner
+    finally:
+        stop.set()
+        thread.join()
+        try:
+            store.release_unit(task_id, unit_id, owner)
+        except Exception:
+            log.exception("could not release unit %s; its lease will expire", unit_id)

@@ -500,6 +500,82 @@ class Store:
             s.flush()
             return ev.id
 
+    def claim_unit(self, task_id: str, unit_id: str, owner: str, *, lease_seconds: float) -> bool:
+        """Take the unit's lease for `owner` unless another owner's lease is unexpired.
+
+        One conditional UPDATE decides, so runners on several hosts sharing one store
+        never both win the same unit; a crashed runner's lease simply expires.
+
+        Raises:
+            UnitNotFound: the task has no such unit.
+        """
+        now = utcnow()
+        with self.session() as s:
+            won = s.execute(
+                update(TaskUnitRuntimeRow)
+                .where(
+                    TaskUnitRuntimeRow.task_id == task_id,
+                    TaskUnitRuntimeRow.unit_id == unit_id,
+                    or_(
+                        TaskUnitRuntimeRow.lease_owner.is_(None),
+                        TaskUnitRuntimeRow.lease_owner == owner,
+                        TaskUnitRuntimeRow.lease_expires_at.is_(None),
+                        TaskUnitRuntimeRow.lease_expires_at < now,
+                    ),
+                )
+                .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds))
+            ).rowcount  # type: ignore[attr-defined]
+            if won:
+                return True
+            exists = s.scalar(
+                select(TaskUnitRuntimeRow.id).where(
+                    TaskUnitRuntimeRow.task_id == task_id, TaskUnitRuntimeRow.unit_id == unit_id
+                )
+            )
+            if exists is None:
+                raise UnitNotFound(task_id, unit_id)
+            return False
+
+    def unit_lease_owner(self, task_id: str, unit_id: str) -> str | None:
+        """Who holds the unit's lease now (None when free or expired)."""
+        with self.session() as s:
+            row = s.execute(
+                select(TaskUnitRuntimeRow.lease_owner, TaskUnitRuntimeRow.lease_expires_at).where(
+                    TaskUnitRuntimeRow.task_id == task_id, TaskUnitRuntimeRow.unit_id == unit_id
+                )
+            ).one_or_none()
+            if row is None:
+                raise UnitNotFound(task_id, unit_id)
+            owner, expires = row
+            return owner if owner and expires is not None and expires >= utcnow() else None
+
+    def renew_unit(self, task_id: str, unit_id: str, owner: str, *, lease_seconds: float) -> bool:
+        """Extend `owner`'s unit lease; False if someone else holds the unit now."""
+        with self.session() as s:
+            n = s.execute(
+                update(TaskUnitRuntimeRow)
+                .where(
+                    TaskUnitRuntimeRow.task_id == task_id,
+                    TaskUnitRuntimeRow.unit_id == unit_id,
+                    TaskUnitRuntimeRow.lease_owner == owner,
+                )
+                .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+            ).rowcount  # type: ignore[attr-defined]
+            return bool(n)
+
+    def release_unit(self, task_id: str, unit_id: str, owner: str) -> None:
+        """Give up `owner`'s lease on the unit (a no-op if it no longer holds it)."""
+        with self.session() as s:
+            s.execute(
+                update(TaskUnitRuntimeRow)
+                .where(
+                    TaskUnitRuntimeRow.task_id == task_id,
+                    TaskUnitRuntimeRow.unit_id == unit_id,
+                    TaskUnitRuntimeRow.lease_owner == owner,
+                )
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+
     def reset_units(self, task_id: str, unit_ids: Sequence[str]) -> None:
         """Make failed units runnable again from their checkpoint (retry-failed)."""
         with self.session() as s:

@@ -1,0 +1,170 @@
+"""Running units away from the runner's process: task runners, Dask, picklable handles.
+
+By default a task's units run in threads of the flow's process
+(`ThreadPoolTaskRunner(max_workers=concurrency)`). To spread the units of one job
+over a Dask cluster, run it under `use_task_runner(dask_task_runner(...))` or set
+`DATATRACE_DASK_ADDRESS`: each unit is then pickled to a Dask worker, which opens
+its own connection to the state store (so the store must be a server database, or
+a SQLite file every worker can reach) and reports progress, checkpoints and status
+there, exactly as a thread would. The runner still holds the task lease, watches
+for cancellation and mirrors progress into the Prefect artifact from the store.
+
+Example:
+    >>> from datatrace_tasks.scaleout import dask_task_runner, use_task_runner
+    >>> with use_task_runner(dask_task_runner(address="tcp://scheduler:8786")):
+    ...     manager.execute_auto_mode(task_id, 8, JobProcessFn(job))
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datatrace_tasks.manager import TaskManager
+    from datatrace_tasks.reporter import ProgressReporter
+    from datatrace_tasks.sync import Job
+    from datatrace_tasks.units import TaskUnit
+
+DASK_ADDRESS_ENV = "DATATRACE_DASK_ADDRESS"
+
+TaskRunnerFactory = Callable[[int], Any]
+"""Builds a Prefect task runner for a job of the given concurrency."""
+
+_factory: ContextVar[TaskRunnerFactory | None] = ContextVar("datatrace_task_runner", default=None)
+
+
+@contextmanager
+def use_task_runner(factory: TaskRunnerFactory | None) -> Iterator[None]:
+    """Run the units of every task started in this block with `factory(concurrency)`."""
+    token = _factory.set(factory)
+    try:
+        yield
+    finally:
+        _factory.reset(token)
+
+
+def dask_task_runner(
+    *, address: str | None = None, n_workers: int | None = None, threads_per_worker: int = 1
+) -> TaskRunnerFactory:
+    """A factory of prefect-dask `DaskTaskRunner`s: an existing cluster, or a LocalCluster.
+
+    Args:
+        address: scheduler address of a running cluster (`tcp://host:8786`).
+        n_workers: without an address, worker processes of a temporary LocalCluster
+            (default: the job's concurrency).
+        threads_per_worker: threads per LocalCluster worker process.
+    """
+
+    def build(concurrency: int) -> Any:
+        from prefect_dask.task_runners import DaskTaskRunner
+
+        if address:
+            return DaskTaskRunner(address=address)
+        return DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": n_workers or concurrency,
+                "threads_per_worker": threads_per_worker,
+                "processes": True,
+                "dashboard_address": None,
+            }
+        )
+
+    return build
+
+
+def task_runner_for(concurrency: int) -> tuple[Any, bool]:
+    """The task runner for a job, and whether it already limits units to `concurrency`."""
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    factory = _factory.get()
+    if factory is None and os.environ.get(DASK_ADDRESS_ENV):
+        factory = dask_task_runner(address=os.environ[DASK_ADDRESS_ENV])
+    if factory is None:
+        return ThreadPoolTaskRunner(max_workers=concurrency), True
+    runner = factory(concurrency)
+    return runner, isinstance(runner, ThreadPoolTaskRunner)
+
+
+# -- handles that travel to other processes ---------------------------------------------
+
+_managers: dict[str, TaskManager] = {}
+_managers_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ManagerHandle:
+    """A picklable stand-in for the run's TaskManager.
+
+    In the runner's process it resolves to the manager itself (memory cache, pause
+    flags and monitors shared with the caller); in another process (a Dask worker)
+    to one TaskManager per run over the same store URL.
+    """
+
+    token: str
+    store_url: str
+    progress_interval: float
+
+    def get(self) -> TaskManager:
+        """The TaskManager of this run in the current process."""
+        with _managers_lock:
+            manager = _managers.get(self.token)
+            if manager is None:
+                from datatrace_tasks.manager import TaskManager
+                from datatrace_tasks.store import Store
+
+                manager = TaskManager(
+                    Store(self.store_url), progress_interval=self.progress_interval
+                )
+                _managers[self.token] = manager
+            return manager
+
+
+@contextmanager
+def manager_handle(manager: TaskManager) -> Iterator[ManagerHandle]:
+    """A handle on `manager` for the duration of one run."""
+    handle = ManagerHandle(uuid.uuid4().hex, manager.store.url, manager.progress_interval)
+    with _managers_lock:
+        _managers[handle.token] = manager
+    try:
+        yield handle
+    finally:
+        with _managers_lock:
+            _managers.pop(handle.token, None)
+
+
+_process_fns: dict[str, Callable[[TaskUnit, ProgressReporter], None]] = {}
+
+
+class JobProcessFn:
+    """The copy engine's process function for a job, picklable for Dask workers.
+
+    `make_process_fn` shares engines between threads behind a lock, which cannot be
+    pickled; this builds that function once per process, on first use.
+    """
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.token = uuid.uuid4().hex
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"job": self.job, "token": self.token}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.job = state["job"]
+        self.token = state["token"]
+
+    def __call__(self, unit: TaskUnit, reporter: ProgressReporter) -> None:
+        from datatrace_tasks.sync import make_process_fn
+
+        with _managers_lock:
+            fn = _process_fns.get(self.token)
+            if fn is None:
+                fn = _process_fns[self.token] = make_process_fn(self.job)
+        fn(unit, reporter)
