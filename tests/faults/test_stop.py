@@ -71,7 +71,8 @@ def test_second_runner_is_refused_then_stale_run_is_resumed(
         schemas,
         concurrency=2,
         batch_size=1000,
-        throttle_rows_per_second=3000,
+        throttle_rows_per_second=1000,  # slow enough to still run while a second CLI starts
+        ranges=1,
     )
     proc, out = cli.start("run", str(job))
     task_id = wait_for_task_id(out, proc)
@@ -88,6 +89,7 @@ def test_second_runner_is_refused_then_stale_run_is_resumed(
     stale = {u for u, row in cli.units(task_id).items() if row["status"] == "running"}
     assert stale, "the crash should leave units marked running"
 
+    write_job(job, schemas, concurrency=2, batch_size=1000)  # resume at full speed
     code, text = cli.resume(task_id)  # waits out the dead runner's lease
     assert code == 0, text
     assert table_state(schemas.target) == table_state(schemas.source)
