@@ -57,7 +57,11 @@ def machine() -> str:
     )
 
 
-def append_report(text: str) -> None:
-    """Append one benchmark's table to bench/README.md."""
-    with README.open("a", encoding="utf-8") as out:
-        out.write("\n" + text)
+def publish(lines: list[str], *, record: bool = True) -> None:
+    """Print one benchmark's table and, unless told not to, append it to bench/README.md."""
+    text = "\n".join(lines) + "\n"
+    print()
+    print(text)
+    if record:
+        with README.open("a", encoding="utf-8") as out:
+            out.write("\n" + text)

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import MYSQL_URL, append_report, machine, mysql_cli, server_engine
+from bench import MYSQL_URL, machine, mysql_cli, publish, server_engine
 
 SRC = "dt_bench_src"
 DST = "dt_bench_dst"
@@ -376,10 +376,7 @@ def report(
         cost = speed["datatrace-noprogress"] / dt_speed - 1
         lines.append(f"- progress on vs off: {100 * cost:+.1f} % time (target <= 3 %)")
     lines += extra
-    text = "\n".join(lines) + "\n"
-    print()
-    print(text)
-    append_report(text)
+    publish(lines)
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="dt-bench-overhead-") as tmp:
         _prefect_env(Path(tmp) / "prefect")
-        from bench import append_report
+        from bench import publish
 
         runs = methods(Path(tmp), args.units)
         for run in runs.values():
@@ -107,10 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         f" {'met' if ms['DataTrace'] <= 1.2 * bare else 'MISSED'}"
         f" ({ms['DataTrace'] / bare:.2f}x)",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_record:
-        append_report(text)
+    publish(lines, record=not args.no_record)
 
 
 if __name__ == "__main__":

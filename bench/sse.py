@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import append_report
+from bench import publish
 from datatrace_tasks.store import Store
 
 
@@ -200,10 +200,7 @@ def main(argv: list[str] | None = None) -> None:
         f" ({big['p99'] * 1000:.0f} ms); target RSS < 300 MB:"
         f" {'met' if big['rss'] < 300 else 'MISSED'} ({big['rss']:.0f} MB)"
     )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_record:
-        append_report(text)
+    publish(lines, record=not args.no_record)
 
 
 if __name__ == "__main__":

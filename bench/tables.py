@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench import MYSQL_URL, append_report, machine, mysql_cli, server_engine
+from bench import MYSQL_URL, machine, mysql_cli, publish, server_engine
 from bench.copy import BATCH, DDL, FILL, TABLE
 
 SRC = "dt_bench_many_src"
@@ -186,10 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     lines.append(
         f"- target: DataTrace >= 2x the naive loop; measured {med['naive'] / med['datatrace']:.2f}x"
     )
-    text = "\n".join(lines) + "\n"
-    print()
-    print(text)
-    append_report(text)
+    publish(lines)
 
 
 if __name__ == "__main__":
