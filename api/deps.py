@@ -9,9 +9,9 @@ from fastapi import Depends, Path, Request
 
 from api.runs import BackgroundRuns
 from api.settings import ApiSettings
-from datatrace_tasks.broadcast import EventBroadcaster
 from datatrace_tasks.exceptions import TaskNotFound
-from datatrace_tasks.store import Store
+from datatrace_tasks.live.broadcast import EventBroadcaster
+from datatrace_tasks.state.store import Store
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from api.routes import events, page, tasks
 from api.routes.page import STATIC
 from api.runs import BackgroundRuns
 from api.settings import ApiSettings
-from datatrace_tasks.broadcast import EventBroadcaster
+from datatrace_tasks.live.broadcast import EventBroadcaster
 from datatrace_tasks.settings import DataTraceSettings
-from datatrace_tasks.store import Store
+from datatrace_tasks.state.store import Store
 
 
 def create_app(

@@ -14,14 +14,14 @@ from datetime import timedelta
 
 from api.errors import ActionConflict
 from datatrace_tasks.exceptions import ConfigError, TaskAlreadyRunning
-from datatrace_tasks.jobs import job_for_task, run_task
-from datatrace_tasks.manager import TaskManager
-from datatrace_tasks.models import utcnow
-from datatrace_tasks.rollup import last_activity
+from datatrace_tasks.live.rollup import last_activity
+from datatrace_tasks.orchestration.lifecycle import job_for_task, run_task
+from datatrace_tasks.orchestration.manager import TaskManager
 from datatrace_tasks.settings import DataTraceSettings
-from datatrace_tasks.store import Store, SyncTask
+from datatrace_tasks.state.models import utcnow
+from datatrace_tasks.state.store import Store, SyncTask
+from datatrace_tasks.state.units import UnitStatus
 from datatrace_tasks.sync import Job
-from datatrace_tasks.units import UnitStatus
 from datatrace_tasks.urls import mask_text
 
 log = logging.getLogger("datatrace.api")
@@ -139,7 +139,7 @@ class BackgroundRuns:
         return thread is not None and thread.is_alive()
 
     def _refuse_if_claimed(self, task: SyncTask) -> None:
-        """A runner's fresh lease on the task (see `datatrace_tasks.lease`) means it is live."""
+        """A runner's fresh lease on the task means it is live."""
         if task.owner is None or task.heartbeat_at is None:
             return
         lease = timedelta(seconds=DataTraceSettings().lease_seconds)

@@ -42,8 +42,8 @@ def methods(workdir: Path, units: int) -> dict[str, Callable[[], None]]:
     from prefect import flow, task
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from datatrace_tasks.manager import TaskManager
-    from datatrace_tasks.store import Store
+    from datatrace_tasks.orchestration.manager import TaskManager
+    from datatrace_tasks.state.store import Store
 
     def nothing(_: Any) -> None:
         return None

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import publish
-from datatrace_tasks.store import Store
+from datatrace_tasks.state.store import Store
 
 
 def free_port() -> int:

@@ -15,12 +15,12 @@ from datatrace_tasks.exceptions import (
     UnitPaused,
     VerificationFailed,
 )
-from datatrace_tasks.manager import TaskManager, UnitReporter
-from datatrace_tasks.progress import ProgressMonitor, TaskRollup, UnitUpdate
-from datatrace_tasks.reporter import ProcessFn, ProgressReporter
+from datatrace_tasks.live.progress import ProgressMonitor, TaskRollup, UnitUpdate
+from datatrace_tasks.orchestration.manager import TaskManager, UnitReporter
 from datatrace_tasks.settings import DataTraceSettings
-from datatrace_tasks.store import Store, SyncTask, UnitEvent
-from datatrace_tasks.units import TaskUnit, UnitStatus
+from datatrace_tasks.state.reporter import ProcessFn, ProgressReporter
+from datatrace_tasks.state.store import Store, SyncTask, UnitEvent
+from datatrace_tasks.state.units import TaskUnit, UnitStatus
 
 __all__ = [
     "ConfigError",

@@ -1,5 +1,5 @@
 """`python -m datatrace_tasks` is the `datatrace` command."""
 
-from datatrace_tasks.cli import main
+from datatrace_tasks.cli.app import main
 
 main()

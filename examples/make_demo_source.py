@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from datatrace_tasks.demo import create_demo_source
+from datatrace_tasks.cli.demo import create_demo_source
 
 HERE = Path(__file__).resolve().parent
 

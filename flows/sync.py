@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import State, flow
 
-from datatrace_tasks.deployment import run_sync_job
+from datatrace_tasks.orchestration.deployment import run_sync_job
 
 
 @flow(name="datatrace-job", log_prints=True, persist_result=False)

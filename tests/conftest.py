@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from datatrace_tasks.manager import TaskManager
-from datatrace_tasks.store import Store
+from datatrace_tasks.orchestration.manager import TaskManager
+from datatrace_tasks.state.store import Store
 
 MYSQL_ENV = "DATATRACE_TEST_MYSQL_URL"
 POSTGRES_ENV = "DATATRACE_TEST_POSTGRES_URL"

@@ -10,11 +10,16 @@ import pytest
 import sqlalchemy as sa
 
 from datatrace_tasks.exceptions import JobFileInvalid, TableNotFound, TaskNotFound
-from datatrace_tasks.jobs import create_task_from_job, job_for_task, run_task, start_or_resume
-from datatrace_tasks.manager import TaskManager
-from datatrace_tasks.reporter import ProgressReporter
+from datatrace_tasks.orchestration.lifecycle import (
+    create_task_from_job,
+    job_for_task,
+    run_task,
+    start_or_resume,
+)
+from datatrace_tasks.orchestration.manager import TaskManager
+from datatrace_tasks.state.reporter import ProgressReporter
+from datatrace_tasks.state.units import TaskUnit, UnitStatus
 from datatrace_tasks.sync import job_from_dict, make_process_fn
-from datatrace_tasks.units import TaskUnit, UnitStatus
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

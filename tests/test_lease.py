@@ -7,9 +7,9 @@ import time
 import pytest
 
 from datatrace_tasks.exceptions import TaskAlreadyRunning
-from datatrace_tasks.lease import UnitAlreadyRunning, task_lease, unit_lease
-from datatrace_tasks.manager import TaskManager
-from datatrace_tasks.store import Store
+from datatrace_tasks.orchestration.lease import UnitAlreadyRunning, task_lease, unit_lease
+from datatrace_tasks.orchestration.manager import TaskManager
+from datatrace_tasks.state.store import Store
 
 
 class TestClaims:

@@ -8,10 +8,10 @@ import time
 import pytest
 
 from datatrace_tasks.exceptions import DuplicateUnitName, TaskNotFound, UnitNotFound
-from datatrace_tasks.manager import TaskManager
-from datatrace_tasks.progress import ProgressMonitor
-from datatrace_tasks.reporter import ProgressReporter
-from datatrace_tasks.units import TaskUnit, UnitStatus
+from datatrace_tasks.live.progress import ProgressMonitor
+from datatrace_tasks.orchestration.manager import TaskManager
+from datatrace_tasks.state.reporter import ProgressReporter
+from datatrace_tasks.state.units import TaskUnit, UnitStatus
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -76,7 +76,7 @@ class TestSync:
 
     def test_progress_is_throttled(self, store_url: str) -> None:
         """Many progress calls in one interval write one event; the last value still lands."""
-        from datatrace_tasks.store import Store
+        from datatrace_tasks.state.store import Store
 
         manager = TaskManager(Store(store_url), progress_interval=0.5)
         task_id = manager.create_task("t", ["a"])
@@ -255,7 +255,7 @@ class TestBadInput:
 
     def test_failing_hook_does_not_crash_the_flow(self, store_url: str) -> None:
         """A store write failing inside a hook is logged; the run goes on and returns."""
-        from datatrace_tasks.store import Store
+        from datatrace_tasks.state.store import Store
 
         class BrokenMonitor(ProgressMonitor):
             def publish(self, task_id: str, unit: TaskUnit) -> None:

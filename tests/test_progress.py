@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datatrace_tasks.progress import ProgressMonitor
-from datatrace_tasks.units import TaskUnit, UnitStatus
+from datatrace_tasks.live.progress import ProgressMonitor
+from datatrace_tasks.state.units import TaskUnit, UnitStatus
 
 
 class TestMonitor:

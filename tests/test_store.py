@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import inspect
 
 from datatrace_tasks.exceptions import DatabaseUnreachable, DuplicateUnitName, TaskNotFound
-from datatrace_tasks.store import Store
-from datatrace_tasks.units import UnitStatus
+from datatrace_tasks.state.store import Store
+from datatrace_tasks.state.units import UnitStatus
 
 
 class TestSchema:

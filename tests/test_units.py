@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datatrace_tasks.units import TaskUnit, UnitStatus, percentage
+from datatrace_tasks.state.units import TaskUnit, UnitStatus, percentage
 
 
 class TestPercentage:

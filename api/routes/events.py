@@ -21,8 +21,8 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from api.deps import BroadcasterDep, SettingsDep, StoreDep, TaskIdDep
 from api.schemas import ErrorOut
 from api.settings import ApiSettings
-from datatrace_tasks.broadcast import EventBroadcaster, SubscriberCutOff
-from datatrace_tasks.store import UnitEvent
+from datatrace_tasks.live.broadcast import EventBroadcaster, SubscriberCutOff
+from datatrace_tasks.state.store import UnitEvent
 
 router = APIRouter(prefix="/api", tags=["events"])
 

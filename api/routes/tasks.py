@@ -14,8 +14,8 @@ from fastapi import APIRouter, status
 from api.deps import BroadcasterDep, RunsDep, StoreDep, TaskIdDep
 from api.errors import ActionConflict
 from api.schemas import ActionOut, ErrorOut, RollupOut, TaskDetailOut, TaskOut, UnitsOut
-from datatrace_tasks.rollup import task_rollup, unit_rates
-from datatrace_tasks.store import SyncTask
+from datatrace_tasks.live.rollup import task_rollup, unit_rates
+from datatrace_tasks.state.store import SyncTask
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 

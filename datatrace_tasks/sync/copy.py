@@ -25,7 +25,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from datatrace_tasks.exceptions import TableUnsupported
-from datatrace_tasks.reporter import ProcessFn, ProgressReporter
+from datatrace_tasks.state.reporter import ProcessFn, ProgressReporter
+from datatrace_tasks.state.units import TaskUnit
 from datatrace_tasks.sync.bulk import (
     BulkState,
     MysqlLoadWriter,
@@ -44,7 +45,6 @@ from datatrace_tasks.sync.job import Job
 from datatrace_tasks.sync.ranges import KeyRange, auto_ranges, from_checkpoint, split, to_checkpoint
 from datatrace_tasks.sync.sinks import SqlSink
 from datatrace_tasks.sync.verify import refusal_no_key, verify_table
-from datatrace_tasks.units import TaskUnit
 
 EXACT_COUNT_BELOW = 1_000_000
 """Tables estimated smaller than this get an exact COUNT(*) as their total."""

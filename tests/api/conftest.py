@@ -11,8 +11,8 @@ import pytest
 import uvicorn
 
 from api.main import create_app
-from datatrace_tasks.manager import TaskManager
-from datatrace_tasks.store import Store
+from datatrace_tasks.orchestration.manager import TaskManager
+from datatrace_tasks.state.store import Store
 from tests.api.helpers import DEADLINE, LiveServer, Serve, wait_until
 
 

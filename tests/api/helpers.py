@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from datatrace_tasks.broadcast import EventBroadcaster
+from datatrace_tasks.live.broadcast import EventBroadcaster
 
 DEADLINE = 15.0  # seconds any wait in these tests may take before it fails
 

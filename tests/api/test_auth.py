@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from api.settings import ApiSettings
-from datatrace_tasks.manager import TaskManager
+from datatrace_tasks.orchestration.manager import TaskManager
 from tests.api.helpers import LiveServer, Serve, sse_messages
 
 TOKEN = "s3cret-token"

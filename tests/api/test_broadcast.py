@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from datatrace_tasks.broadcast import EventBroadcaster, SubscriberCutOff
-from datatrace_tasks.models import TaskUnitEventRow, utcnow
-from datatrace_tasks.store import Store, UnitEvent
+from datatrace_tasks.live.broadcast import EventBroadcaster, SubscriberCutOff
+from datatrace_tasks.state.models import TaskUnitEventRow, utcnow
+from datatrace_tasks.state.store import Store, UnitEvent
 
 
 class FakeClock:

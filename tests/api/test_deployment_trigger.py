@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from api.settings import ApiSettings
-from datatrace_tasks.manager import TaskManager
-from datatrace_tasks.units import UnitStatus
+from datatrace_tasks.orchestration.manager import TaskManager
+from datatrace_tasks.state.units import UnitStatus
 from tests.api.helpers import Serve
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

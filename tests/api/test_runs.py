@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from datatrace_tasks.store import Store
-from datatrace_tasks.units import UnitStatus
+from datatrace_tasks.state.store import Store
+from datatrace_tasks.state.units import UnitStatus
 from tests.api.helpers import DEADLINE, Serve, wait_until
 
 TABLES = {"alpha": 1500, "beta": 1200, "gamma": 900}
@@ -124,8 +124,8 @@ class TestRetryFailed:
         self, serve: Serve, store_url: str, store: Store, tmp_path: Path
     ) -> None:
         """The failed unit runs again to completion; a second start while it runs is a 409."""
-        from datatrace_tasks.jobs import create_task_from_job
-        from datatrace_tasks.manager import TaskManager
+        from datatrace_tasks.orchestration.lifecycle import create_task_from_job
+        from datatrace_tasks.orchestration.manager import TaskManager
         from datatrace_tasks.sync import load_job
 
         source, target = tmp_path / "source.db", tmp_path / "target.db"

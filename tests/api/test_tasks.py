@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from datatrace_tasks.manager import TaskManager
-from datatrace_tasks.store import Store
-from datatrace_tasks.units import UnitStatus
+from datatrace_tasks.orchestration.manager import TaskManager
+from datatrace_tasks.state.store import Store
+from datatrace_tasks.state.units import UnitStatus
 from tests.api.helpers import Serve
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from datatrace_tasks.jobs import create_task_from_job, run_task
-from datatrace_tasks.manager import TaskManager
-from datatrace_tasks.store import Store
+from datatrace_tasks.orchestration.lifecycle import create_task_from_job, run_task
+from datatrace_tasks.orchestration.manager import TaskManager
+from datatrace_tasks.state.store import Store
+from datatrace_tasks.state.units import UnitStatus
 from datatrace_tasks.sync import load_job
-from datatrace_tasks.units import UnitStatus
 from tests.faults.conftest import FIGURES, SOURCE_ROWS, Schemas, table_state, write_job
 
 pytestmark = [pytest.mark.mysql, pytest.mark.usefixtures("prefect_harness")]

@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from datatrace_tasks.lease import UnitAlreadyRunning, unit_lease
-from datatrace_tasks.store import Store
-from datatrace_tasks.units import UnitStatus
+from datatrace_tasks.orchestration.lease import UnitAlreadyRunning, unit_lease
+from datatrace_tasks.state.store import Store
+from datatrace_tasks.state.units import UnitStatus
 
 BATCHES = 10
 ROWS_PER_BATCH = 10

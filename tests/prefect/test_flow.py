@@ -23,9 +23,9 @@ from prefect.client.schemas.filters import (
 )
 from prefect.states import Cancelling
 
-from datatrace_tasks.manager import TaskManager
-from datatrace_tasks.runner import artifact_key
-from datatrace_tasks.units import UnitStatus
+from datatrace_tasks.orchestration.flow import artifact_key
+from datatrace_tasks.orchestration.manager import TaskManager
+from datatrace_tasks.state.units import UnitStatus
 from flows.sync import sync_job
 from tests.prefect.conftest import count_rows, write_job
 

@@ -14,9 +14,14 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from datatrace_tasks.exceptions import ConfigError
-from datatrace_tasks.limits import limit_name, load_settings, prepare_limits, server_key
-from datatrace_tasks.manager import TaskManager
-from datatrace_tasks.units import UnitStatus
+from datatrace_tasks.orchestration.limits import (
+    limit_name,
+    load_settings,
+    prepare_limits,
+    server_key,
+)
+from datatrace_tasks.orchestration.manager import TaskManager
+from datatrace_tasks.state.units import UnitStatus
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

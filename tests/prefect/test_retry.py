@@ -15,9 +15,9 @@ from datatrace_tasks.exceptions import (
     SchemaIncompatible,
     UnitPaused,
 )
-from datatrace_tasks.manager import TaskManager
-from datatrace_tasks.runner import is_transient
-from datatrace_tasks.units import UnitStatus
+from datatrace_tasks.orchestration.flow import is_transient
+from datatrace_tasks.orchestration.manager import TaskManager
+from datatrace_tasks.state.units import UnitStatus
 
 
 def _wrapped(cls: type[sa_exc.DBAPIError], orig: BaseException) -> BaseException:

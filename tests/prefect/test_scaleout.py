@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from datatrace_tasks.store import Store
+from datatrace_tasks.state.store import Store
 from tests.prefect.hammer import BATCHES, ROWS_PER_BATCH, hammer
 
 RUNNERS = 4
@@ -90,10 +90,14 @@ class TestDask:
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-        from datatrace_tasks.jobs import create_task_from_job
-        from datatrace_tasks.manager import TaskManager
-        from datatrace_tasks.runner import artifact_key
-        from datatrace_tasks.scaleout import JobProcessFn, dask_task_runner, use_task_runner
+        from datatrace_tasks.orchestration.flow import artifact_key
+        from datatrace_tasks.orchestration.lifecycle import create_task_from_job
+        from datatrace_tasks.orchestration.manager import TaskManager
+        from datatrace_tasks.orchestration.scaleout import (
+            JobProcessFn,
+            dask_task_runner,
+            use_task_runner,
+        )
         from datatrace_tasks.sync import load_job
         from tests.prefect.conftest import count_rows, write_job
 

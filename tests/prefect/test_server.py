@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
-from datatrace_tasks.runner import artifact_key
-from datatrace_tasks.store import Store
+from datatrace_tasks.orchestration.flow import artifact_key
+from datatrace_tasks.state.store import Store
 from tests.prefect.conftest import count_rows, write_job
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,8 +16,8 @@ from urllib.parse import quote
 import pytest
 from starlette.routing import Mount
 
-from datatrace_tasks.manager import TaskManager
-from datatrace_tasks.store import Store
+from datatrace_tasks.orchestration.manager import TaskManager
+from datatrace_tasks.state.store import Store
 from tests.api.helpers import LiveServer, Serve
 from tests.conftest import POSTGRES_ENV, _scratch_database
 from tests.security.conftest import Captured, GeneralLog, unexpected

@@ -20,13 +20,13 @@ import yaml
 from sqlalchemy.engine import make_url
 
 from datatrace_tasks.exceptions import DatabaseUnreachable, JobFileInvalid, TableNotFound
-from datatrace_tasks.jobs import create_task_from_job, run_task
-from datatrace_tasks.manager import TaskManager
-from datatrace_tasks.store import Store
+from datatrace_tasks.orchestration.lifecycle import create_task_from_job, run_task
+from datatrace_tasks.orchestration.manager import TaskManager
+from datatrace_tasks.state.store import Store
+from datatrace_tasks.state.units import UnitStatus
 from datatrace_tasks.sync import load_job
 from datatrace_tasks.sync.catalog import resolve_tables
 from datatrace_tasks.sync.engines import Databases
-from datatrace_tasks.units import UnitStatus
 from tests.security.conftest import (
     VICTIM_ROWS,
     Captured,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from datatrace_tasks.manager import TaskManager
-from datatrace_tasks.store import Store
+from datatrace_tasks.orchestration.manager import TaskManager
+from datatrace_tasks.state.store import Store
 from tests.api.helpers import Serve
 
 SCHEMATHESIS = shutil.which("schemathesis", path=str(Path(sys.executable).parent))

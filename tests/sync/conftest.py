@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
 from datatrace_tasks.exceptions import UnitPaused
+from datatrace_tasks.state.units import TaskUnit
 from datatrace_tasks.sync.copy import copy_table
 from datatrace_tasks.sync.engines import Databases
 from datatrace_tasks.sync.job import Job, job_from_dict
-from datatrace_tasks.units import TaskUnit
 
 # The shared material sits beside the repository (`../shared`), in CI as on a laptop.
 SAKILA = Path(

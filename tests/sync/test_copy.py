@@ -19,8 +19,8 @@ from datatrace_tasks.exceptions import (
     UnitPaused,
     VerificationFailed,
 )
+from datatrace_tasks.state.units import TaskUnit
 from datatrace_tasks.sync.copy import make_process_fn
-from datatrace_tasks.units import TaskUnit
 
 TARGETS = [
     pytest.param("mysql", marks=pytest.mark.mysql, id="mariadb"),

@@ -31,8 +31,8 @@ from functools import partial
 import anyio
 from sqlalchemy import func, select
 
-from datatrace_tasks.models import TaskUnitEventRow
-from datatrace_tasks.store import Store, UnitEvent
+from datatrace_tasks.state.models import TaskUnitEventRow
+from datatrace_tasks.state.store import Store, UnitEvent
 
 __all__ = ["EventBroadcaster", "SubscriberCutOff", "Subscription"]
 

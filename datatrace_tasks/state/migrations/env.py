@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from datatrace_tasks.models import Base
+from datatrace_tasks.state.models import Base
 
 connection = context.config.attributes["connection"]
 context.configure(

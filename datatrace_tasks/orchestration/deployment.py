@@ -15,11 +15,11 @@ from prefect import State
 from prefect.states import Cancelled, Completed, Failed
 
 from datatrace_tasks.exceptions import ConfigError
-from datatrace_tasks.jobs import create_task_from_job, job_for_task
-from datatrace_tasks.manager import TaskManager
-from datatrace_tasks.scaleout import JobProcessFn, dask_task_runner, use_task_runner
+from datatrace_tasks.orchestration.lifecycle import create_task_from_job, job_for_task
+from datatrace_tasks.orchestration.manager import TaskManager
+from datatrace_tasks.orchestration.scaleout import JobProcessFn, dask_task_runner, use_task_runner
+from datatrace_tasks.state.units import UnitStatus
 from datatrace_tasks.sync import load_job
-from datatrace_tasks.units import UnitStatus
 
 log = logging.getLogger("datatrace")
 

@@ -10,7 +10,7 @@ there, exactly as a thread would. The runner still holds the task lease, watches
 for cancellation and mirrors progress into the Prefect artifact from the store.
 
 Example:
-    >>> from datatrace_tasks.scaleout import dask_task_runner, use_task_runner
+    >>> from datatrace_tasks.orchestration.scaleout import dask_task_runner, use_task_runner
     >>> with use_task_runner(dask_task_runner(address="tcp://scheduler:8786")):
     ...     manager.execute_auto_mode(task_id, 8, JobProcessFn(job))
 """
@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from datatrace_tasks.manager import TaskManager
-    from datatrace_tasks.reporter import ProgressReporter
+    from datatrace_tasks.orchestration.manager import TaskManager
+    from datatrace_tasks.state.reporter import ProgressReporter
+    from datatrace_tasks.state.units import TaskUnit
     from datatrace_tasks.sync import Job
-    from datatrace_tasks.units import TaskUnit
 
 DASK_ADDRESS_ENV = "DATATRACE_DASK_ADDRESS"
 
@@ -116,8 +116,8 @@ class ManagerHandle:
         with _managers_lock:
             manager = _managers.get(self.token)
             if manager is None:
-                from datatrace_tasks.manager import TaskManager
-                from datatrace_tasks.store import Store
+                from datatrace_tasks.orchestration.manager import TaskManager
+                from datatrace_tasks.state.store import Store
 
                 manager = TaskManager(
                     Store(self.store_url), progress_interval=self.progress_interval

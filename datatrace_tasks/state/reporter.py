@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from datatrace_tasks.units import TaskUnit
+from datatrace_tasks.state.units import TaskUnit
 
 
 class ProgressReporter(Protocol):

@@ -14,10 +14,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
-from datatrace_tasks.models import TaskUnitEventRow
-from datatrace_tasks.progress import TaskRollup
-from datatrace_tasks.store import Store
-from datatrace_tasks.units import TaskUnit, UnitStatus
+from datatrace_tasks.live.progress import TaskRollup
+from datatrace_tasks.state.models import TaskUnitEventRow
+from datatrace_tasks.state.store import Store
+from datatrace_tasks.state.units import TaskUnit, UnitStatus
 
 __all__ = ["UnitRate", "last_activity", "task_rollup", "unit_rates"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from datatrace_tasks.models import Timestamp
+from datatrace_tasks.state.models import Timestamp
 
 revision = "0002"
 down_revision = "0001"

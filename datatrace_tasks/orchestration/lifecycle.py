@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from datatrace_tasks.exceptions import ConfigError, SchemaIncompatible, TableNotFound
-from datatrace_tasks.manager import TaskManager
-from datatrace_tasks.progress import ProgressMonitor
+from datatrace_tasks.live.progress import ProgressMonitor
+from datatrace_tasks.orchestration.manager import TaskManager
+from datatrace_tasks.state.units import UnitStatus
 from datatrace_tasks.sync import Job, job_from_dict, load_job, make_process_fn, plan_job
-from datatrace_tasks.units import UnitStatus
 
 
 @dataclass(frozen=True)

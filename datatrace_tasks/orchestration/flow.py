@@ -24,15 +24,15 @@ from prefect.tasks import exponential_backoff
 from sqlalchemy import exc as sa_exc
 
 from datatrace_tasks.exceptions import DataTraceError, UnitPaused
-from datatrace_tasks.hooks import state_exception, unit_hooks
-from datatrace_tasks.lease import runner_name, task_lease, unit_lease
-from datatrace_tasks.limits import database_slots, load_settings, prepare_limits
-from datatrace_tasks.scaleout import ManagerHandle, manager_handle, task_runner_for
-from datatrace_tasks.units import UnitStatus, percentage
+from datatrace_tasks.orchestration.hooks import state_exception, unit_hooks
+from datatrace_tasks.orchestration.lease import runner_name, task_lease, unit_lease
+from datatrace_tasks.orchestration.limits import database_slots, load_settings, prepare_limits
+from datatrace_tasks.orchestration.scaleout import ManagerHandle, manager_handle, task_runner_for
+from datatrace_tasks.state.units import UnitStatus, percentage
 
 if TYPE_CHECKING:
-    from datatrace_tasks.manager import TaskManager
-    from datatrace_tasks.reporter import ProcessFn
+    from datatrace_tasks.orchestration.manager import TaskManager
+    from datatrace_tasks.state.reporter import ProcessFn
 
 log = logging.getLogger("datatrace")
 
@@ -179,7 +179,7 @@ def _unit_body(
     """
 
     def run_unit(unit_id: str, unit_name: str) -> int:
-        from datatrace_tasks.manager import UnitReporter
+        from datatrace_tasks.orchestration.manager import UnitReporter
 
         manager = handle.get()
 

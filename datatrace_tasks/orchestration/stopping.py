@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TypeVar
 
-from datatrace_tasks.manager import TaskManager
+from datatrace_tasks.orchestration.manager import TaskManager
 
 log = logging.getLogger("datatrace")
 

@@ -21,9 +21,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from datatrace_tasks.progress import ProgressMonitor, UnitUpdate
-from datatrace_tasks.store import Store
-from datatrace_tasks.units import UnitStatus
+from datatrace_tasks.live.progress import ProgressMonitor, UnitUpdate
+from datatrace_tasks.state.store import Store
+from datatrace_tasks.state.units import UnitStatus
 
 _STYLE = {
     UnitStatus.PENDING: "dim",

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from datatrace_tasks.units import TaskUnit, UnitStatus, percentage
+from datatrace_tasks.state.units import TaskUnit, UnitStatus, percentage
 
 _RATE_WINDOW_SECONDS = 10.0
 

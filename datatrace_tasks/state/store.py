@@ -29,14 +29,14 @@ from datatrace_tasks.exceptions import (
     TaskNotFound,
     UnitNotFound,
 )
-from datatrace_tasks.models import (
+from datatrace_tasks.state.models import (
     UNIT_ID_LENGTH,
     SyncTaskRow,
     TaskUnitEventRow,
     TaskUnitRuntimeRow,
     utcnow,
 )
-from datatrace_tasks.units import TaskUnit, UnitStatus, percentage
+from datatrace_tasks.state.units import TaskUnit, UnitStatus, percentage
 from datatrace_tasks.urls import describe, mask_text, mask_url, parse_url
 
 _MIGRATIONS = Path(__file__).parent / "migrations"

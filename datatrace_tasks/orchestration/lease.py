@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from datatrace_tasks.exceptions import DatabaseUnreachable, TaskAlreadyRunning
-from datatrace_tasks.store import Store
+from datatrace_tasks.state.store import Store
 
 log = logging.getLogger("datatrace")
 

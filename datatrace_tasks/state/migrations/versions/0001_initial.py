@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from datatrace_tasks.models import UNIT_ID_LENGTH, EventId, Timestamp
+from datatrace_tasks.state.models import UNIT_ID_LENGTH, EventId, Timestamp
 
 revision = "0001"
 down_revision = None

@@ -24,14 +24,14 @@ from datatrace_tasks.exceptions import (
     UnitNotFound,
     UnitPaused,
 )
-from datatrace_tasks.progress import ProgressMonitor
+from datatrace_tasks.live.progress import ProgressMonitor
 from datatrace_tasks.settings import DataTraceSettings
-from datatrace_tasks.store import Store
-from datatrace_tasks.units import TaskUnit, UnitStatus
+from datatrace_tasks.state.store import Store
+from datatrace_tasks.state.units import TaskUnit, UnitStatus
 from datatrace_tasks.urls import mask_text
 
 if TYPE_CHECKING:
-    from datatrace_tasks.reporter import ProcessFn
+    from datatrace_tasks.state.reporter import ProcessFn
 
 log = logging.getLogger("datatrace")
 T = TypeVar("T")
@@ -321,7 +321,7 @@ class TaskManager:
             ValueError: `concurrency` below 1.
             TaskNotFound: no such task.
         """
-        from datatrace_tasks.runner import run_units  # Prefect is imported only to run
+        from datatrace_tasks.orchestration.flow import run_units  # Prefect is imported only to run
 
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from datatrace_tasks.exceptions import UnitPaused
-from datatrace_tasks.lease import UnitAlreadyRunning
-from datatrace_tasks.units import UnitStatus
+from datatrace_tasks.orchestration.lease import UnitAlreadyRunning
+from datatrace_tasks.state.units import UnitStatus
 
 if TYPE_CHECKING:
-    from datatrace_tasks.manager import TaskManager
+    from datatrace_tasks.orchestration.manager import TaskManager
 
 log = logging.getLogger("datatrace.hooks")
 

@@ -45,15 +45,15 @@ def _quiet_prefect() -> None:
 
 
 def _manager() -> Any:
-    from datatrace_tasks.manager import TaskManager
+    from datatrace_tasks.orchestration.manager import TaskManager
 
     return TaskManager()
 
 
 def _run_and_report(manager: Any, task_id: str, job: Any) -> None:
-    from datatrace_tasks.console import live_progress, units_table
-    from datatrace_tasks.jobs import run_task
-    from datatrace_tasks.stopping import pause_on_signals, run_interruptible
+    from datatrace_tasks.cli.console import live_progress, units_table
+    from datatrace_tasks.orchestration.lifecycle import run_task
+    from datatrace_tasks.orchestration.stopping import pause_on_signals, run_interruptible
 
     started = time.monotonic()
     manager.load_task_units_from_db(task_id)
@@ -94,7 +94,7 @@ def demo(
     _quiet_prefect()
     with contextlib.ExitStack() as stack:
         if serve:
-            from datatrace_tasks.serve import address, bind, dashboard_in_background
+            from datatrace_tasks.cli.serve import address, bind, dashboard_in_background
 
             sock = bind("127.0.0.1", port, fallback=True)
             console.print(f"live dashboard: [bold cyan]{address(sock)}[/]")
@@ -108,7 +108,7 @@ def demo(
 
 
 def _demo(concurrency: int, folder: Path | None, scale: float) -> None:
-    from datatrace_tasks.demo import create_demo_source
+    from datatrace_tasks.cli.demo import create_demo_source
     from datatrace_tasks.settings import DataTraceSettings
     from datatrace_tasks.sync import job_from_dict
 
@@ -128,7 +128,7 @@ def _demo(concurrency: int, folder: Path | None, scale: float) -> None:
         },
         where="demo job",
     )
-    from datatrace_tasks.jobs import create_task_from_job
+    from datatrace_tasks.orchestration.lifecycle import create_task_from_job
 
     manager = _manager()
     task_id = create_task_from_job(manager, job, job_path=None)
@@ -142,7 +142,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
     """Serve the live-progress dashboard and REST/SSE API over the state store."""
-    from datatrace_tasks.serve import address, bind, serve_forever
+    from datatrace_tasks.cli.serve import address, bind, serve_forever
 
     try:
         sock = bind(host, port)
@@ -170,7 +170,7 @@ def plan(job_file: JobArg) -> None:
 def run(job_file: JobArg) -> None:
     """Create a sync task from a job file and run it; exit 0 only if every unit completed."""
     _quiet_prefect()
-    from datatrace_tasks.jobs import create_task_from_job
+    from datatrace_tasks.orchestration.lifecycle import create_task_from_job
     from datatrace_tasks.sync import load_job
 
     job = load_job(job_file)
@@ -184,7 +184,7 @@ def run(job_file: JobArg) -> None:
 def resume(task_id: TaskArg) -> None:
     """Continue a paused, failed or interrupted task: only units not completed run."""
     _quiet_prefect()
-    from datatrace_tasks.jobs import job_for_task
+    from datatrace_tasks.orchestration.lifecycle import job_for_task
 
     manager = _manager()
     job = job_for_task(manager, task_id)
@@ -202,9 +202,9 @@ def pause(task_id: TaskArg) -> None:
 @app.command()
 def status(task_id: TaskArg) -> None:
     """Show a task's units: status, rows, percentage, time, errors."""
-    from datatrace_tasks.console import units_table
+    from datatrace_tasks.cli.console import units_table
     from datatrace_tasks.settings import DataTraceSettings
-    from datatrace_tasks.store import Store
+    from datatrace_tasks.state.store import Store
 
     store = Store(DataTraceSettings().store_url())
     console.print(units_table(store, task_id))
@@ -216,7 +216,7 @@ def tasks() -> None:
     from rich.table import Table
 
     from datatrace_tasks.settings import DataTraceSettings
-    from datatrace_tasks.store import Store
+    from datatrace_tasks.state.store import Store
 
     store = Store(DataTraceSettings().store_url())
     table = Table("id", "name", "status", "created (UTC)", "message")
@@ -228,7 +228,7 @@ def tasks() -> None:
 @app.command()
 def verify(task_id: TaskArg) -> None:
     """Re-check a task's target tables against the source (counts and checksums)."""
-    from datatrace_tasks.jobs import job_for_task
+    from datatrace_tasks.orchestration.lifecycle import job_for_task
     from datatrace_tasks.sync import verify_job
 
     manager = _manager()

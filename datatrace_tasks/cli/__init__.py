@@ -1,0 +1,1 @@
+"""The `datatrace` command: commands, console views, the demo, serving the side-app."""

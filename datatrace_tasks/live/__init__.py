@@ -1,0 +1,1 @@
+"""Live progress: the in-process monitor, the event broadcaster, rates and ETAs."""

@@ -1,0 +1,1 @@
+"""Prefect orchestration: the flow, hooks, leases, limits, scale-out, the run lifecycle."""

@@ -1,0 +1,1 @@
+"""The state layer: units, the store's tables, the memory cache and the reporter."""
