@@ -20,9 +20,8 @@ from api.deps import AppState
 from api.routes import events, page, tasks
 from api.routes.page import STATIC
 from api.runs import BackgroundRuns
-from api.settings import ApiSettings
 from datatrace_tasks.live.broadcast import EventBroadcaster
-from datatrace_tasks.settings import DataTraceSettings
+from datatrace_tasks.settings import ApiSettings, DataTraceSettings
 from datatrace_tasks.state.store import Store
 
 

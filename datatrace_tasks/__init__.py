@@ -16,9 +16,9 @@ from datatrace_tasks.exceptions import (
     VerificationFailed,
 )
 from datatrace_tasks.live.progress import ProgressMonitor, TaskRollup, UnitUpdate
-from datatrace_tasks.orchestration.manager import TaskManager, UnitReporter
+from datatrace_tasks.orchestration.manager import TaskManager
 from datatrace_tasks.settings import DataTraceSettings
-from datatrace_tasks.state.reporter import ProcessFn, ProgressReporter
+from datatrace_tasks.state.reporter import ProcessFn, ProgressReporter, UnitReporter
 from datatrace_tasks.state.store import Store, SyncTask, UnitEvent
 from datatrace_tasks.state.units import TaskUnit, UnitStatus
 

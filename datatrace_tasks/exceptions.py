@@ -1,19 +1,23 @@
-"""Errors raised by DataTrace.
+"""Errors raised by DataTrace: one tree, one base class.
 
     DataTraceError
-    ├── ConfigError              bad settings or job file
-    │   └── JobFileInvalid
+    ├── ConfigError              bad settings, arguments or job file
+    │   ├── JobFileInvalid
+    │   ├── DuplicateUnitName    two units of one task share an id
+    │   └── InvalidUnitId        a unit id that is empty or too long
     ├── TaskNotFound
     ├── UnitNotFound
-    ├── DuplicateUnitName
     ├── InvalidIdentifier        a table/column name that is not in the catalog
-    ├── TableNotFound
+    │   └── TableNotFound
     ├── TableUnsupported         a table the copy engine refuses (e.g. no usable key)
     ├── SchemaIncompatible       target table cannot take the source rows
     ├── DatabaseUnreachable      connect or auth failure (transient)
-    ├── TaskAlreadyRunning
+    ├── TaskAlreadyRunning       another live runner holds the task
+    │   └── UnitAlreadyRunning   another live runner holds the unit
+    ├── TaskStateConflict        the task's state does not allow the action
     ├── UnitPaused               a unit stopped at a batch boundary on request
-    └── VerificationFailed
+    ├── VerificationFailed
+    └── SubscriberCutOff         a live-event subscriber fell too far behind
 
 `transient` says whether another attempt may succeed; the retry policy asks the
 error itself (as dlt does) instead of keeping a list of types.
@@ -57,6 +61,10 @@ class DuplicateUnitName(ConfigError):
     """Two units of one task would share an id."""
 
 
+class InvalidUnitId(ConfigError):
+    """A unit id or name that is empty or longer than the store's column."""
+
+
 class InvalidIdentifier(DataTraceError):
     """A table or column name that the source catalog does not know."""
 
@@ -93,3 +101,15 @@ class VerificationFailed(DataTraceError):
 
 class TableUnsupported(DataTraceError):
     """A source table the copy engine refuses to copy; the message says why."""
+
+
+class UnitAlreadyRunning(TaskAlreadyRunning):
+    """Another live runner holds the unit's lease; this attempt must not copy it too."""
+
+
+class TaskStateConflict(DataTraceError):
+    """The task's state does not allow the action (pause a finished task, nothing to retry)."""
+
+
+class SubscriberCutOff(DataTraceError):
+    """A subscriber's queue overflowed: it must reconnect and replay from its last id."""

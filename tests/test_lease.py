@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from datatrace_tasks.exceptions import TaskAlreadyRunning
-from datatrace_tasks.orchestration.lease import UnitAlreadyRunning, task_lease, unit_lease
+from datatrace_tasks.exceptions import TaskAlreadyRunning, UnitAlreadyRunning
+from datatrace_tasks.orchestration.lease import task_lease, unit_lease
 from datatrace_tasks.orchestration.manager import TaskManager
 from datatrace_tasks.state.store import Store
 

@@ -28,10 +28,11 @@ from datatrace_tasks.orchestration.hooks import state_exception, unit_hooks
 from datatrace_tasks.orchestration.lease import runner_name, task_lease, unit_lease
 from datatrace_tasks.orchestration.limits import database_slots, load_settings, prepare_limits
 from datatrace_tasks.orchestration.scaleout import ManagerHandle, manager_handle, task_runner_for
-from datatrace_tasks.state.units import UnitStatus, percentage
+from datatrace_tasks.state.cache import UnitCache
+from datatrace_tasks.state.reporter import UnitReporter
+from datatrace_tasks.state.units import TaskStatus, UnitStatus, percentage
 
 if TYPE_CHECKING:
-    from datatrace_tasks.orchestration.manager import TaskManager
     from datatrace_tasks.state.reporter import ProcessFn
 
 log = logging.getLogger("datatrace")
@@ -105,7 +106,7 @@ def _retryable(_task: Any, _task_run: Any, state: Any) -> bool:
 
 
 def run_units(
-    manager: TaskManager,
+    manager: UnitCache,
     task_id: str,
     *,
     concurrency: int,
@@ -157,7 +158,7 @@ def run_units(
             validate_parameters=False,
         )(_flow_body(handle, task_id, sync_task.name, unit_task, names, concurrency, runner_limits))
 
-        manager.store.set_task_status(task_id, "running", f"{len(todo)} units to run")
+        manager.store.set_task_status(task_id, TaskStatus.RUNNING, f"{len(todo)} units to run")
         # The flow heartbeat thread sleeps in 1 s steps and delays exit; our lease is the
         # liveness signal that matters here.
         with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
@@ -179,8 +180,6 @@ def _unit_body(
     """
 
     def run_unit(unit_id: str, unit_name: str) -> int:
-        from datatrace_tasks.orchestration.manager import UnitReporter
-
         manager = handle.get()
 
         def not_started() -> UnitPaused:
@@ -265,7 +264,7 @@ def _run_all(unit_task: Any, names: dict[str, str], concurrency: int, *, mapped:
 
 
 @contextmanager
-def _cancel_watch(manager: TaskManager, task_id: str) -> Iterator[threading.Event]:
+def _cancel_watch(manager: UnitCache, task_id: str) -> Iterator[threading.Event]:
     """Turn a cancellation of this flow run (or of a parent) into a cooperative pause.
 
     Prefect does not interrupt a running task body, and a worker's SIGTERM would
@@ -324,7 +323,7 @@ def _cancel_watch(manager: TaskManager, task_id: str) -> Iterator[threading.Even
         thread.join()
 
 
-def _final_state(manager: TaskManager, task_id: str, *, cancelled: bool = False) -> State[Any]:
+def _final_state(manager: UnitCache, task_id: str, *, cancelled: bool = False) -> State[Any]:
     """Tell the truth about the run: completed, failed with counts, paused or cancelled."""
     units = manager.store.load_units(task_id)
     counts = {s: sum(1 for u in units if u.status is s) for s in UnitStatus}
@@ -336,16 +335,16 @@ def _final_state(manager: TaskManager, task_id: str, *, cancelled: bool = False)
             f"cancelled: {summary}; the units stopped at their checkpoints, "
             f"run again with task_id={task_id} to resume"
         )
-        manager.store.set_task_status(task_id, "paused", message)
+        manager.store.set_task_status(task_id, TaskStatus.PAUSED, message)
         return Cancelled(message=message)
     if failed:
-        manager.store.set_task_status(task_id, "failed", summary)
+        manager.store.set_task_status(task_id, TaskStatus.FAILED, summary)
         return Failed(message=summary)
     if paused:
         message = f"paused: {summary}; resume with task_id={task_id}"
-        manager.store.set_task_status(task_id, "paused", message)
+        manager.store.set_task_status(task_id, TaskStatus.PAUSED, message)
         return Cancelled(name="Paused", message=message)
-    manager.store.set_task_status(task_id, "completed", summary)
+    manager.store.set_task_status(task_id, TaskStatus.COMPLETED, summary)
     return Completed(message=summary)
 
 
@@ -355,7 +354,7 @@ def artifact_key(name: str, task_id: str) -> str:
     return f"datatrace-{slug}-{task_id[:8]}"
 
 
-def _task_percentage(manager: TaskManager, task_id: str) -> float:
+def _task_percentage(manager: UnitCache, task_id: str) -> float:
     # From the store, not memory: units running on Dask workers report there.
     units = manager.store.load_units(task_id)
     total = sum(max(u.total_records, u.processed_records) for u in units)
@@ -366,7 +365,7 @@ def _task_percentage(manager: TaskManager, task_id: str) -> float:
 
 
 @contextmanager
-def _progress_artifact(manager: TaskManager, task_id: str, name: str) -> Iterator[None]:
+def _progress_artifact(manager: UnitCache, task_id: str, name: str) -> Iterator[None]:
     """A Prefect progress artifact for the task, updated on the store's throttle."""
     try:
         artifact_id: Any = create_progress_artifact(
@@ -403,7 +402,7 @@ def _progress_artifact(manager: TaskManager, task_id: str, name: str) -> Iterato
         thread.join()
 
 
-def _summary_artifact(manager: TaskManager, task_id: str, name: str) -> None:
+def _summary_artifact(manager: UnitCache, task_id: str, name: str) -> None:
     """A table artifact: each unit's status, rows, attempts, verification and error."""
     rows = []
     for unit in manager.store.load_units(task_id):

@@ -10,12 +10,11 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from datatrace_tasks.exceptions import UnitPaused
-from datatrace_tasks.orchestration.lease import UnitAlreadyRunning
+from datatrace_tasks.exceptions import UnitAlreadyRunning, UnitPaused
 from datatrace_tasks.state.units import UnitStatus
 
 if TYPE_CHECKING:
-    from datatrace_tasks.orchestration.manager import TaskManager
+    from datatrace_tasks.state.cache import UnitCache
 
 log = logging.getLogger("datatrace.hooks")
 
@@ -52,14 +51,14 @@ def _guarded(name: str, body: Callable[[Any, Any, Any], None]) -> Hook:
 
 
 def unit_hooks(
-    manager: TaskManager | Callable[[], TaskManager], task_id: str, error_strategy: str
+    manager: UnitCache | Callable[[], UnitCache], task_id: str, error_strategy: str
 ) -> dict[str, list[Hook]]:
     """The `on_running`, `on_completion` and `on_failure` hooks for one task's units.
 
     `manager` may be a callable returning the manager: the hooks then run wherever the
     unit runs (a Dask worker) against that process's manager, and pickle small.
     """
-    get: Callable[[], TaskManager] = manager if callable(manager) else (lambda: manager)
+    get: Callable[[], UnitCache] = manager if callable(manager) else (lambda: manager)
 
     def on_running(_task: Any, task_run: Any, _state: Any) -> None:
         get().update_unit_status_with_sync(

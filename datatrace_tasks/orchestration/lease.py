@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from datatrace_tasks.exceptions import DatabaseUnreachable, TaskAlreadyRunning
+from datatrace_tasks.exceptions import DatabaseUnreachable, UnitAlreadyRunning
+from datatrace_tasks.heartbeat import Heartbeat
 from datatrace_tasks.state.store import Store
 
 log = logging.getLogger("datatrace")
@@ -37,24 +37,18 @@ def task_lease(store: Store, task_id: str, *, lease_seconds: float) -> Iterator[
     """
     owner = runner_name()
     store.claim_task(task_id, owner, lease_seconds=lease_seconds)
-    stop = threading.Event()
 
-    def renew() -> None:
-        while not stop.wait(lease_seconds / 3):
-            try:
-                if not store.renew_claim(task_id, owner):
-                    log.error("lost the claim on task %s to another runner", task_id)
-                    return
-            except Exception:  # the store may be briefly down; the lease has slack
-                log.exception("could not renew the claim on task %s", task_id)
+    def renew() -> bool:
+        if store.renew_claim(task_id, owner):
+            return True
+        log.error("lost the claim on task %s to another runner", task_id)
+        return False
 
-    thread = threading.Thread(target=renew, name="datatrace-lease", daemon=True)
-    thread.start()
     try:
-        yield owner
+        # A failed renewal is logged and tried again: the lease has slack.
+        with Heartbeat(lease_seconds / 3, renew, name="datatrace-lease"):
+            yield owner
     finally:
-        stop.set()
-        thread.join()
         try:
             store.release_task(task_id, owner)
         except Exception:
@@ -72,10 +66,6 @@ def _try_claim(
             raise
         log.warning("state store unreachable while claiming unit %s; trying again", unit_id)
         return False
-
-
-class UnitAlreadyRunning(TaskAlreadyRunning):
-    """Another live runner holds the unit's lease; this attempt must not copy it too."""
 
 
 @contextmanager
@@ -114,24 +104,17 @@ def unit_lease(
                 f"unit {unit_id!r} of sync task {task_id!r} is already running in {holder}"
             )
         time.sleep(min(0.25, max(deadline - time.monotonic(), 0.01)))
-    stop = threading.Event()
 
-    def renew() -> None:
-        while not stop.wait(lease_seconds / 3):
-            try:
-                if not store.renew_unit(task_id, unit_id, owner, lease_seconds=lease_seconds):
-                    log.error("lost the lease on unit %s of task %s", unit_id, task_id)
-                    return
-            except Exception:  # the store may be briefly down; the lease has slack
-                log.exception("could not renew the lease on unit %s", unit_id)
+    def renew() -> bool:
+        if store.renew_unit(task_id, unit_id, owner, lease_seconds=lease_seconds):
+            return True
+        log.error("lost the lease on unit %s of task %s", unit_id, task_id)
+        return False
 
-    thread = threading.Thread(target=renew, name=f"datatrace-lease-{unit_id}", daemon=True)
-    thread.start()
     try:
-        yield owner
+        with Heartbeat(lease_seconds / 3, renew, name=f"datatrace-lease-{unit_id}"):
+            yield owner
     finally:
-        stop.set()
-        thread.join()
         try:
             store.release_unit(task_id, unit_id, owner)
         except Exception:

@@ -24,38 +24,17 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from datatrace_tasks.exceptions import ConfigError
+from datatrace_tasks.heartbeat import Heartbeat
+from datatrace_tasks.settings import LimitSettings
 
 log = logging.getLogger("datatrace")
 
 LIMIT_PREFIX = "datatrace-db-"
 _DEFAULT_PORTS = {"mysql": 3306, "mariadb": 3306, "postgresql": 5432, "mssql": 1433}
-
-
-class LimitSettings(BaseSettings):
-    """How many units may use one database server at once, across all jobs."""
-
-    model_config = SettingsConfigDict(env_prefix="DATATRACE_", extra="ignore")
-
-    db_limit: int | None = Field(
-        default=None,
-        description=(
-            "Units at once per database server, across jobs, for servers without their own "
-            "entry in db_limits. Unset: only servers whose Prefect limit already exists "
-            "are limited."
-        ),
-    )
-    db_limits: dict[str, int] = Field(
-        default_factory=dict,
-        description=(
-            'Per-server limits as JSON, keyed by server, e.g. {"mysql://db1:3306": 4}; '
-            "the key is what `server_key` returns for the server's URL."
-        ),
-    )
 
 
 def load_settings() -> LimitSettings:
@@ -320,24 +299,17 @@ def database_slots(
             break
         time.sleep(min(max(retry_after, 0.05), MAX_POLL_SECONDS))
     waited = time.monotonic() - started
-    stop = threading.Event()
 
-    def renew() -> None:
-        while not stop.wait(LEASE_SECONDS / 3):
-            try:
-                if not client.renew(lease_id, LEASE_SECONDS):
-                    log.error("Prefect dropped the slot lease of %s", ", ".join(names))
-                    return
-            except Exception:
-                log.exception("could not renew the slot lease of %s", ", ".join(names))
+    def renew() -> bool:
+        if client.renew(lease_id, LEASE_SECONDS):
+            return True
+        log.error("Prefect dropped the slot lease of %s", ", ".join(names))
+        return False
 
-    thread = threading.Thread(target=renew, name="datatrace-slot-lease", daemon=True)
-    thread.start()
     try:
-        yield waited
+        with Heartbeat(LEASE_SECONDS / 3, renew, name="datatrace-slot-lease"):
+            yield waited
     finally:
-        stop.set()
-        thread.join()
         try:
             client.release(lease_id)
         except Exception:

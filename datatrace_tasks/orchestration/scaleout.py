@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from datatrace_tasks.orchestration.manager import TaskManager
+    from datatrace_tasks.state.cache import UnitCache
     from datatrace_tasks.state.reporter import ProgressReporter
     from datatrace_tasks.state.units import TaskUnit
     from datatrace_tasks.sync import Job
@@ -94,40 +94,38 @@ def task_runner_for(concurrency: int) -> tuple[Any, bool]:
 
 # -- handles that travel to other processes ---------------------------------------------
 
-_managers: dict[str, TaskManager] = {}
+_managers: dict[str, UnitCache] = {}
 _managers_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
 class ManagerHandle:
-    """A picklable stand-in for the run's TaskManager.
+    """A picklable stand-in for the run's UnitCache.
 
     In the runner's process it resolves to the manager itself (memory cache, pause
     flags and monitors shared with the caller); in another process (a Dask worker)
-    to one TaskManager per run over the same store URL.
+    to one UnitCache per run over the same store URL.
     """
 
     token: str
     store_url: str
     progress_interval: float
 
-    def get(self) -> TaskManager:
-        """The TaskManager of this run in the current process."""
+    def get(self) -> UnitCache:
+        """The UnitCache of this run in the current process."""
         with _managers_lock:
             manager = _managers.get(self.token)
             if manager is None:
-                from datatrace_tasks.orchestration.manager import TaskManager
+                from datatrace_tasks.state.cache import UnitCache
                 from datatrace_tasks.state.store import Store
 
-                manager = TaskManager(
-                    Store(self.store_url), progress_interval=self.progress_interval
-                )
+                manager = UnitCache(Store(self.store_url), progress_interval=self.progress_interval)
                 _managers[self.token] = manager
             return manager
 
 
 @contextmanager
-def manager_handle(manager: TaskManager) -> Iterator[ManagerHandle]:
+def manager_handle(manager: UnitCache) -> Iterator[ManagerHandle]:
     """A handle on `manager` for the duration of one run."""
     handle = ManagerHandle(uuid.uuid4().hex, manager.store.url, manager.progress_interval)
     with _managers_lock:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TypeVar
 
-from datatrace_tasks.orchestration.manager import TaskManager
+from datatrace_tasks.state.cache import UnitCache
 
 log = logging.getLogger("datatrace")
 
@@ -37,7 +37,7 @@ class StopRequest:
 
 
 @contextmanager
-def pause_on_signals(manager: TaskManager, task_id: str) -> Iterator[StopRequest]:
+def pause_on_signals(manager: UnitCache, task_id: str) -> Iterator[StopRequest]:
     """While the block runs, turn the first SIGINT/SIGTERM into a pause of `task_id`.
 
     Only the main thread can own signal handlers; elsewhere this does nothing.

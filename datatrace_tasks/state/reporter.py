@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from datatrace_tasks.exceptions import UnitPaused
 from datatrace_tasks.state.units import TaskUnit
+
+if TYPE_CHECKING:
+    from datatrace_tasks.state.cache import UnitCache
 
 
 class ProgressReporter(Protocol):
@@ -50,3 +54,52 @@ class ProgressReporter(Protocol):
 
 ProcessFn = Callable[[TaskUnit, ProgressReporter], None]
 """Processes one unit; raises on failure. Errors with `transient = False` are not retried."""
+
+
+class UnitReporter:
+    """The `ProgressReporter` a unit's process function receives from the manager."""
+
+    def __init__(self, manager: UnitCache, task_id: str, unit: TaskUnit) -> None:
+        self._manager = manager
+        self._task_id = task_id
+        self._unit_id = unit.id
+        self._checkpoint = dict(unit.checkpoint) if unit.checkpoint else None
+        self._processed = unit.processed_records if unit.checkpoint else 0
+        self._total: int | None = None
+
+    @property
+    def checkpoint(self) -> Mapping[str, Any] | None:
+        """The checkpoint this unit's last run saved, or None."""
+        return self._checkpoint
+
+    @property
+    def processed(self) -> int:
+        """Rows processed so far, earlier runs included."""
+        return self._processed
+
+    def set_total(self, total: int) -> None:
+        """Record the unit's total (written at once: the dashboard needs it to draw a bar)."""
+        self._total = int(total)
+        self._manager.write_unit_progress(
+            self._task_id, self._unit_id, self._processed, self._total, force=True
+        )
+
+    def report(self, processed: int, checkpoint: Mapping[str, Any] | None = None) -> None:
+        """Record progress after a committed batch; raise `UnitPaused` if asked to stop."""
+        self._processed = int(processed)
+        total = self._total if self._total is not None and self._total >= processed else None
+        if total is None and self._total is not None:
+            self._total = total = int(processed)  # the estimate was low
+        self._manager.write_unit_progress(
+            self._task_id, self._unit_id, self._processed, total, checkpoint=checkpoint
+        )
+        if self._manager.pause_requested(self._task_id):
+            raise UnitPaused(f"unit {self._unit_id!r} paused at {self._processed} records")
+
+    def set_verification(self, result: Mapping[str, Any]) -> None:
+        """Keep the unit's verification result in the store."""
+        self._manager.record_verification(self._task_id, self._unit_id, result)
+
+    def should_stop(self) -> bool:
+        """True once a pause was requested."""
+        return self._manager.pause_requested(self._task_id)

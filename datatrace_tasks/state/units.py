@@ -1,4 +1,4 @@
-"""The task unit: one table (or index) of a sync task, and its status."""
+"""The vocabulary of the state layer: a task unit, and the statuses and event kinds."""
 
 from __future__ import annotations
 
@@ -20,6 +20,24 @@ class UnitStatus(StrEnum):
     def is_final(self) -> bool:
         """True for the states a unit rests in until someone resumes or retries it."""
         return self in (UnitStatus.COMPLETED, UnitStatus.FAILED, UnitStatus.PAUSED)
+
+
+class TaskStatus(StrEnum):
+    """Where a sync task is: created pending, then running, then how its last run ended."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    PAUSED = "paused"
+
+
+class EventKind(StrEnum):
+    """What one row of the event log (`task_unit_events`) records."""
+
+    STATUS = "status"  # a unit changed status
+    PROGRESS = "progress"  # a unit's throttled progress
+    TASK = "task"  # the task was created or changed status
 
 
 def percentage(processed: int, total: int) -> float:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from api.settings import ApiSettings
 from datatrace_tasks.orchestration.manager import TaskManager
+from datatrace_tasks.settings import ApiSettings
 from tests.api.helpers import LiveServer, Serve, sse_messages
 
 TOKEN = "s3cret-token"

@@ -8,8 +8,8 @@ from uuid import UUID
 import httpx
 import pytest
 
-from api.settings import ApiSettings
 from datatrace_tasks.orchestration.manager import TaskManager
+from datatrace_tasks.settings import ApiSettings
 from datatrace_tasks.state.units import UnitStatus
 from tests.api.helpers import Serve
 

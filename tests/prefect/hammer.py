@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from datatrace_tasks.orchestration.lease import UnitAlreadyRunning, unit_lease
+from datatrace_tasks.exceptions import UnitAlreadyRunning
+from datatrace_tasks.orchestration.lease import unit_lease
 from datatrace_tasks.state.store import Store
 from datatrace_tasks.state.units import UnitStatus
 

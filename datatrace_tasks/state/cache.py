@@ -1,0 +1,438 @@
+"""The unit cache: the seed's unit operations over memory, the store and the listeners.
+
+The plain operations touch the thread-safe memory cache only. The `_with_sync` ones
+(aliases `write_unit_status`, `write_unit_progress`, `write_unit_failure`: they write
+through, nothing to do with `sync/`) also write the store and publish to the
+listeners: status changes at once, progress at most once per unit per
+`progress_interval` (a background flusher writes the last value a throttle held
+back, so the final figure always lands).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from datatrace_tasks.exceptions import (
+    DatabaseUnreachable,
+    DataTraceError,
+    DuplicateUnitName,
+    UnitNotFound,
+)
+from datatrace_tasks.heartbeat import Heartbeat
+from datatrace_tasks.settings import DataTraceSettings
+from datatrace_tasks.state.store import Store
+from datatrace_tasks.state.units import EventKind, TaskUnit, UnitStatus
+from datatrace_tasks.urls import mask_text
+
+log = logging.getLogger("datatrace")
+T = TypeVar("T")
+
+_Key = tuple[str, str]
+
+
+class UnitListener(Protocol):
+    """Who hears of every unit change in this process (the ProgressMonitor, for one)."""
+
+    def publish(self, task_id: str, unit: TaskUnit) -> None:
+        """Take one unit change; must never block."""
+        ...
+
+    def forget(self, task_id: str) -> None:
+        """Drop what is kept about a task."""
+        ...
+
+
+class _Silent:
+    """The listener of a cache nobody watches."""
+
+    def publish(self, task_id: str, unit: TaskUnit) -> None:
+        """Drop the change."""
+
+    def forget(self, task_id: str) -> None:
+        """Nothing is kept."""
+
+
+class UnitCache:
+    """Keeps a sync task's units consistent in memory, the store and the listeners.
+
+    Args:
+        store: the state store; default from `DATATRACE_DATABASE_URL` (or embedded SQLite).
+        monitor: where unit changes are published (nowhere by default).
+        progress_interval: seconds between two progress writes of one unit.
+
+    Example:
+        >>> cache = UnitCache(Store("sqlite:///state.db"))
+        >>> task_id = cache.create_task("copy", ["users", "orders"])
+        >>> cache.write_unit_status(task_id, "users", UnitStatus.RUNNING).status
+        <UnitStatus.RUNNING: 'running'>
+    """
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        monitor: UnitListener | None = None,
+        progress_interval: float | None = None,
+    ) -> None:
+        settings = DataTraceSettings()
+        self.store = store if store is not None else Store(settings.store_url())
+        self.monitor: UnitListener = monitor if monitor is not None else _Silent()
+        self.progress_interval = (
+            settings.progress_interval if progress_interval is None else progress_interval
+        )
+        self.lease_seconds = settings.lease_seconds
+        self.store_retry_seconds = settings.store_retry_seconds
+        self._lock = threading.RLock()
+        self._units: dict[str, dict[str, TaskUnit]] = {}
+        self._extra_monitors: list[UnitListener] = []
+        self._write_locks: dict[_Key, threading.Lock] = {}
+        self._last_write: dict[_Key, float] = {}
+        self._dirty: set[_Key] = set()
+        self._paused: set[str] = set()
+        self._pause_checked: dict[str, float] = {}
+        self._flusher: Heartbeat | None = None
+
+    # -- 1. units ------------------------------------------------------------------------
+
+    def create_task(
+        self,
+        name: str,
+        units: Sequence[str] | Sequence[tuple[str, str]],
+        **options: Any,
+    ) -> str:
+        """Create a sync task with units (ids, or `(id, name)` pairs) in the store and cache.
+
+        Options are those of `Store.create_task` (concurrency, error_strategy, ...).
+        """
+        pairs = [(u, u) if isinstance(u, str) else (u[0], u[1]) for u in units]
+        task_id = self.store.create_task(name=name, units=pairs, **options)
+        self.load_task_units_from_db(task_id)
+        return task_id
+
+    def load_task_units_from_db(self, task_id: str) -> list[TaskUnit]:
+        """Load a task's units from `task_unit_runtimes` into the cache and the monitor.
+
+        Raises:
+            TaskNotFound: no such task in the store.
+        """
+        units = self.store.load_units(task_id)
+        with self._lock:
+            self._units[task_id] = {u.id: u for u in units}
+        copies = [replace(u) for u in units]
+        for unit in copies:
+            self._publish(task_id, unit)
+        return [replace(u) for u in copies]
+
+    def init_task_units(self, task_id: str, unit_names: Sequence[str]) -> list[TaskUnit]:
+        """Create `pending` units for a new task in memory only.
+
+        Raises:
+            DuplicateUnitName: a name appears twice.
+        """
+        if len(set(unit_names)) != len(unit_names):
+            dupes = sorted({n for n in unit_names if list(unit_names).count(n) > 1})
+            raise DuplicateUnitName(f"duplicate unit names: {', '.join(map(repr, dupes))}")
+        units = {name: TaskUnit(id=name, name=name) for name in unit_names}
+        with self._lock:
+            self._units[task_id] = units
+        return [replace(u) for u in units.values()]
+
+    def get_task_units(self, task_id: str) -> list[TaskUnit]:
+        """Copies of a task's units from the cache (loaded from the store on a miss)."""
+        with self._lock:
+            cached = self._units.get(task_id)
+            if cached is not None:
+                return [replace(u) for u in cached.values()]
+        return self.load_task_units_from_db(task_id)
+
+    def clear_task_units(self, task_id: str) -> None:
+        """Forget a task's units in memory (the store keeps them)."""
+        with self._lock:
+            self._units.pop(task_id, None)
+            self._paused.discard(task_id)
+            for key in [k for k in self._dirty if k[0] == task_id]:
+                self._dirty.discard(key)
+        self.monitor.forget(task_id)
+
+    # -- 2. status -----------------------------------------------------------------------
+
+    def update_unit_status(self, task_id: str, unit_id: str, status: UnitStatus) -> TaskUnit:
+        """Set a unit's status in memory."""
+        with self._lock:
+            unit = self._cached(task_id, unit_id)
+            unit.status = UnitStatus(status)
+            if unit.status is UnitStatus.COMPLETED and unit.processed_records > unit.total_records:
+                unit.total_records = unit.processed_records
+            return replace(unit)
+
+    def update_unit_status_with_sync(
+        self,
+        task_id: str,
+        unit_id: str,
+        status: UnitStatus,
+        *,
+        error_message: str | None = None,
+        attempts: int | None = None,
+    ) -> TaskUnit:
+        """Set a unit's status in memory, the store (with its latest progress) and the monitor.
+
+        Status changes are never throttled: each one is written and logged as an event.
+        """
+        with self._lock:
+            unit = self._cached(task_id, unit_id)
+            unit.status = UnitStatus(status)
+            if error_message is not None:
+                unit.error_message = error_message
+            if attempts is not None:
+                unit.attempts = attempts
+            if unit.status is UnitStatus.COMPLETED and unit.processed_records > unit.total_records:
+                unit.total_records = unit.processed_records
+            if unit.status is UnitStatus.COMPLETED and unit.total_records == 0:
+                unit.total_records = unit.processed_records
+        self._write(task_id, unit_id, event=EventKind.STATUS, status=True)
+        snapshot = self._snapshot(task_id, unit_id)
+        self._publish(task_id, snapshot)
+        return snapshot
+
+    # -- 3. progress ---------------------------------------------------------------------
+
+    def update_unit_progress(
+        self, task_id: str, unit_id: str, processed: int, total: int | None = None
+    ) -> TaskUnit:
+        """Set a unit's processed (and optionally total) records in memory."""
+        with self._lock:
+            unit = self._cached(task_id, unit_id)
+            unit.processed_records = int(processed)
+            if total is not None:
+                unit.total_records = int(total)
+            return replace(unit)
+
+    def update_unit_progress_with_sync(
+        self,
+        task_id: str,
+        unit_id: str,
+        processed: int,
+        total: int | None = None,
+        *,
+        checkpoint: Mapping[str, Any] | None = None,
+        force: bool = False,
+    ) -> TaskUnit:
+        """Set progress in memory and the monitor; write the store at most once per interval.
+
+        A `checkpoint` is saved on every call (one small UPDATE, no event), so a crash
+        loses at most the batch that committed before its checkpoint did. The progress
+        event is throttled; a held-back value is written by the flusher within an interval.
+        """
+        key = (task_id, unit_id)
+        with self._lock:
+            unit = self._cached(task_id, unit_id)
+            unit.processed_records = int(processed)
+            if total is not None:
+                unit.total_records = int(total)
+            if checkpoint is not None:
+                unit.checkpoint = dict(checkpoint)
+            due = force or time.monotonic() - self._last_write.get(key, 0.0) >= (
+                self.progress_interval
+            )
+            if not due:
+                self._dirty.add(key)
+                self._ensure_flusher()
+            snapshot = replace(unit)
+        if due:
+            self._write(task_id, unit_id, event=EventKind.PROGRESS)
+        elif checkpoint is not None:
+            self._write(task_id, unit_id, event=None)
+        self._publish(task_id, snapshot)
+        return snapshot
+
+    def flush_progress(self, task_id: str | None = None) -> int:
+        """Write every progress value the throttle held back; returns how many units."""
+        with self._lock:
+            keys = [k for k in self._dirty if task_id is None or k[0] == task_id]
+        written = 0
+        for t, u in keys:
+            try:
+                self._write(t, u, event=EventKind.PROGRESS)
+                written += 1
+            except Exception:  # the store may be briefly down: keep it dirty, try again
+                log.exception("could not flush progress of unit %r", u)
+                with self._lock:
+                    self._dirty.add((t, u))
+        return written
+
+    # -- 4. errors -----------------------------------------------------------------------
+
+    def fail_unit(self, task_id: str, unit_id: str, error: str | BaseException) -> TaskUnit:
+        """Mark a unit failed in memory, keeping the error message."""
+        with self._lock:
+            unit = self._cached(task_id, unit_id)
+            unit.status = UnitStatus.FAILED
+            unit.error_message = _message(error)
+            return replace(unit)
+
+    def fail_unit_with_sync(
+        self, task_id: str, unit_id: str, error: str | BaseException
+    ) -> TaskUnit:
+        """Mark a unit failed in memory, the store and the monitor."""
+        return self.update_unit_status_with_sync(
+            task_id, unit_id, UnitStatus.FAILED, error_message=_message(error)
+        )
+
+    def record_verification(self, task_id: str, unit_id: str, result: Mapping[str, Any]) -> None:
+        """Keep a unit's verification result (counts, checksums) in the store."""
+        self.store.write_unit(task_id, unit_id, verification=result)
+
+    # -- pause ---------------------------------------------------------------------------
+
+    def request_pause(self, task_id: str) -> None:
+        """Ask every running unit of the task to stop at its next batch boundary."""
+        with self._lock:
+            self._paused.add(task_id)
+        self.store.set_pause_requested(task_id, True)
+
+    def clear_pause(self, task_id: str) -> None:
+        """Lower the pause flag (a new run of the task starts)."""
+        with self._lock:
+            self._paused.discard(task_id)
+            self._pause_checked.pop(task_id, None)
+        self.store.set_pause_requested(task_id, False)
+
+    def pause_requested(self, task_id: str) -> bool:
+        """Whether the task should pause: asked here, or (checked once per interval) elsewhere."""
+        with self._lock:
+            if task_id in self._paused:
+                return True
+            last = self._pause_checked.get(task_id, 0.0)
+            if time.monotonic() - last < max(self.progress_interval, 0.2):
+                return False
+            self._pause_checked[task_id] = time.monotonic()
+        if self._retrying(lambda: self.store.pause_requested(task_id), what="the pause flag"):
+            with self._lock:
+                self._paused.add(task_id)
+            return True
+        return False
+
+    @contextmanager
+    def listening(self, listener: UnitListener | None) -> Iterator[None]:
+        """Publish to one more listener while the block runs (a run's own monitor)."""
+        extra = listener if listener not in (None, self.monitor) else None
+        if extra is not None:
+            self._extra_monitors.append(extra)
+        try:
+            yield
+        finally:
+            if extra is not None:
+                self._extra_monitors.remove(extra)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _cached(self, task_id: str, unit_id: str) -> TaskUnit:
+        units = self._units.get(task_id)
+        if units is None:
+            loaded = self.store.load_units(task_id)
+            units = self._units[task_id] = {u.id: u for u in loaded}
+        try:
+            return units[unit_id]
+        except KeyError:
+            raise UnitNotFound(task_id, unit_id) from None
+
+    def _snapshot(self, task_id: str, unit_id: str) -> TaskUnit:
+        with self._lock:
+            return replace(self._cached(task_id, unit_id))
+
+    def _write(
+        self, task_id: str, unit_id: str, *, event: EventKind | None, status: bool = False
+    ) -> None:
+        """Write the unit's current memory state; one writer per unit keeps writes in order."""
+        key = (task_id, unit_id)
+        with self._lock:
+            lock = self._write_locks.setdefault(key, threading.Lock())
+        with lock:
+            with self._lock:
+                unit = replace(self._cached(task_id, unit_id))
+                if event is not None:
+                    self._dirty.discard(key)
+                    self._last_write[key] = time.monotonic()
+            self._retrying(
+                lambda: self.store.write_unit(
+                    task_id,
+                    unit_id,
+                    status=unit.status if status else None,
+                    processed=unit.processed_records,
+                    total=unit.total_records,
+                    checkpoint=unit.checkpoint,
+                    error_message=unit.error_message if status else None,
+                    attempts=unit.attempts if status else None,
+                    event=event,
+                ),
+                what=f"unit {unit_id!r}",
+            )
+
+    def _retrying(self, write: Callable[[], T], *, what: str) -> T:
+        """Run a store operation, retrying while the state database is unreachable.
+
+        A state store that restarts or drops connections for a few seconds must not
+        fail the units copying meanwhile; after `store_retry_seconds` the error stands.
+        """
+        deadline = time.monotonic() + self.store_retry_seconds
+        delay = 0.1
+        while True:
+            try:
+                return write()
+            except (OperationalError, InterfaceError, DatabaseUnreachable) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                first_line = mask_text(str(exc)).splitlines()[0]
+                log.warning("state store unreachable writing %s (%s); retrying", what, first_line)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _publish(self, task_id: str, unit: TaskUnit) -> None:
+        for monitor in (self.monitor, *self._extra_monitors):
+            monitor.publish(task_id, unit)
+
+    def _ensure_flusher(self) -> None:
+        # Called with self._lock held.
+        if self._flusher is not None and self._flusher.alive:
+            return
+        self._flusher = Heartbeat(
+            max(self.progress_interval, 0.05), self._flush_due, name="datatrace-flusher"
+        ).start()
+
+    def _flush_due(self) -> bool:
+        """Write the held-back progress whose interval has passed; False once none is left."""
+        with self._lock:
+            due = [
+                k
+                for k in self._dirty
+                if time.monotonic() - self._last_write.get(k, 0.0) >= self.progress_interval
+            ]
+        for t, u in due:
+            try:
+                self._write(t, u, event=EventKind.PROGRESS)
+            except Exception:
+                log.exception("could not flush progress of unit %r", u)
+        with self._lock:
+            return bool(self._dirty)
+
+    # plain names for the write-through operations
+    write_unit_status = update_unit_status_with_sync
+    write_unit_progress = update_unit_progress_with_sync
+    write_unit_failure = fail_unit_with_sync
+
+
+def _message(error: str | BaseException) -> str:
+    """A one-line, password-free message; DataTrace's own errors are already readable."""
+    if isinstance(error, DataTraceError):
+        return mask_text(str(error))
+    if isinstance(error, BaseException):
+        return mask_text(f"{type(error).__name__}: {error}".rstrip(": "))
+    return mask_text(error)

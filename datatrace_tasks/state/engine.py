@@ -1,0 +1,111 @@
+"""The store's connection: an engine tuned per backend, sessions, and its migrations."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from datatrace_tasks.exceptions import DatabaseUnreachable
+from datatrace_tasks.urls import describe, mask_text, mask_url, parse_url
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_migrated: set[str] = set()
+_migrate_lock = threading.Lock()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers (the dashboard) run while unit threads write.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for the store's URL, tuned per backend for many short transactions."""
+    parsed = parse_url(url)
+    backend = parsed.get_backend_name()
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 60, "check_same_thread": False}
+    elif backend in ("mysql", "mariadb"):
+        # READ COMMITTED: no gap locks between unit threads updating their own rows.
+        kwargs.update(isolation_level="READ COMMITTED", pool_size=10, max_overflow=40)
+        kwargs["connect_args"] = {"connect_timeout": 10}
+    elif backend == "postgresql":
+        kwargs.update(pool_size=10, max_overflow=40)
+        kwargs["connect_args"] = {"connect_timeout": 10}
+    engine = create_engine(parsed, **kwargs)
+    if backend == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def unreachable(url: str, exc: BaseException) -> DatabaseUnreachable:
+    """One readable error naming the database, with every password masked."""
+    reason = getattr(exc, "orig", None) or exc
+    return DatabaseUnreachable(
+        f"cannot use {describe(url)} ({mask_url(url)}): {mask_text(str(reason))}"
+    )
+
+
+class StoreConnection:
+    """One state database: its engine, its sessions, its schema brought up to date.
+
+    Args:
+        url: SQLAlchemy URL. SQLite, MySQL/MariaDB (`mysql+pymysql://`) and PostgreSQL
+            (`postgresql+psycopg://`) are supported.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.migrate()
+
+    @property
+    def masked_url(self) -> str:
+        """The URL as it may be shown."""
+        return mask_url(self.url)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (once per URL and process)."""
+        with _migrate_lock:
+            if self.url in _migrated:
+                return
+            config = Config()
+            config.set_main_option("script_location", str(_MIGRATIONS))
+            try:
+                with self.engine.begin() as connection:
+                    config.attributes["connection"] = connection
+                    command.upgrade(config, "head")
+            except (OperationalError, DBAPIError) as exc:
+                raise unreachable(self.url, exc) from exc
+            _migrated.add(self.url)
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed on success, rolled back on error."""
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except OperationalError as exc:
+            if exc.connection_invalidated or "connect" in str(exc.orig).lower():
+                raise unreachable(self.url, exc) from exc
+            raise

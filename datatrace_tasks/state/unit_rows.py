@@ -1,0 +1,216 @@
+"""The `task_unit_runtimes` table: each unit's status, progress, checkpoint and lease."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+
+from datatrace_tasks.exceptions import TaskNotFound, UnitNotFound
+from datatrace_tasks.state.engine import StoreConnection
+from datatrace_tasks.state.models import (
+    SyncTaskRow,
+    TaskUnitEventRow,
+    TaskUnitRuntimeRow,
+    utcnow,
+)
+from datatrace_tasks.state.records import unit_record
+from datatrace_tasks.state.units import TaskUnit, UnitStatus, percentage
+
+
+class UnitRows(StoreConnection):
+    """Reads and writes the units of sync tasks, and appends their events."""
+
+    def load_units(self, task_id: str) -> list[TaskUnit]:
+        """All units of a task in their original order.
+
+        Raises:
+            TaskNotFound: no such task.
+        """
+        with self.session() as s:
+            if s.get(SyncTaskRow, task_id) is None:
+                raise TaskNotFound(task_id)
+            rows = s.scalars(
+                select(TaskUnitRuntimeRow)
+                .where(TaskUnitRuntimeRow.task_id == task_id)
+                .order_by(TaskUnitRuntimeRow.position, TaskUnitRuntimeRow.id)
+            )
+            return [unit_record(r) for r in rows]
+
+    def unit_row(self, task_id: str, unit_id: str) -> dict[str, Any]:
+        """Every column of one unit's runtime row (timestamps, verification included)."""
+        with self.session() as s:
+            row = s.scalar(
+                select(TaskUnitRuntimeRow).where(
+                    TaskUnitRuntimeRow.task_id == task_id, TaskUnitRuntimeRow.unit_id == unit_id
+                )
+            )
+            if row is None:
+                raise UnitNotFound(task_id, unit_id)
+            return {c.key: getattr(row, c.key) for c in TaskUnitRuntimeRow.__table__.columns}
+
+    def write_unit(
+        self,
+        task_id: str,
+        unit_id: str,
+        *,
+        status: UnitStatus | None = None,
+        processed: int | None = None,
+        total: int | None = None,
+        error_message: str | None = None,
+        checkpoint: Mapping[str, Any] | None = None,
+        reset_checkpoint: bool = False,
+        verification: Mapping[str, Any] | None = None,
+        attempts: int | None = None,
+        event: str | None = None,
+    ) -> int | None:
+        """Update one unit's row and, when `event` names a kind, append an event.
+
+        Returns:
+            The new event's id, or None when no event was written.
+
+        Raises:
+            UnitNotFound: the task has no such unit.
+        """
+        now = utcnow()
+        with self.session() as s:
+            row = s.scalar(
+                select(TaskUnitRuntimeRow)
+                .where(TaskUnitRuntimeRow.task_id == task_id, TaskUnitRuntimeRow.unit_id == unit_id)
+                .with_for_update()
+            )
+            if row is None:
+                raise UnitNotFound(task_id, unit_id)
+            if status is not None:
+                row.status = status.value
+                if status is UnitStatus.RUNNING:
+                    row.started_at = row.started_at or now
+                    row.finished_at = None
+                elif status.is_final:
+                    row.finished_at = now
+            if total is not None:
+                row.total_records = total
+            if processed is not None:
+                row.processed_records = processed
+            if error_message is not None:
+                row.error_message = error_message
+            if checkpoint is not None:
+                row.checkpoint = dict(checkpoint)
+            elif reset_checkpoint:
+                row.checkpoint = None
+            if verification is not None:
+                row.verification = dict(verification)
+            if attempts is not None:
+                row.attempts = attempts
+            row.percentage = round(
+                100.0
+                if row.status == UnitStatus.COMPLETED and row.total_records == 0
+                else percentage(row.processed_records, row.total_records),
+                4,
+            )
+            row.updated_at = now
+            if event is None:
+                return None
+            ev = TaskUnitEventRow(
+                task_id=task_id,
+                unit_id=unit_id,
+                kind=event,
+                status=row.status,
+                processed_records=row.processed_records,
+                total_records=row.total_records,
+                message=row.error_message if row.status == UnitStatus.FAILED else "",
+                created_at=now,
+            )
+            s.add(ev)
+            s.flush()
+            return ev.id
+
+    def claim_unit(self, task_id: str, unit_id: str, owner: str, *, lease_seconds: float) -> bool:
+        """Take the unit's lease for `owner` unless another owner's lease is unexpired.
+
+        One conditional UPDATE decides, so runners on several hosts sharing one store
+        never both win the same unit; a crashed runner's lease simply expires.
+
+        Raises:
+            UnitNotFound: the task has no such unit.
+        """
+        now = utcnow()
+        with self.session() as s:
+            won = s.execute(
+                update(TaskUnitRuntimeRow)
+                .where(
+                    TaskUnitRuntimeRow.task_id == task_id,
+                    TaskUnitRuntimeRow.unit_id == unit_id,
+                    or_(
+                        TaskUnitRuntimeRow.lease_owner.is_(None),
+                        TaskUnitRuntimeRow.lease_owner == owner,
+                        TaskUnitRuntimeRow.lease_expires_at.is_(None),
+                        TaskUnitRuntimeRow.lease_expires_at < now,
+                    ),
+                )
+                .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds))
+            ).rowcount  # type: ignore[attr-defined]
+            if won:
+                return True
+            exists = s.scalar(
+                select(TaskUnitRuntimeRow.id).where(
+                    TaskUnitRuntimeRow.task_id == task_id, TaskUnitRuntimeRow.unit_id == unit_id
+                )
+            )
+            if exists is None:
+                raise UnitNotFound(task_id, unit_id)
+            return False
+
+    def unit_lease_owner(self, task_id: str, unit_id: str) -> str | None:
+        """Who holds the unit's lease now (None when free or expired)."""
+        with self.session() as s:
+            row = s.execute(
+                select(TaskUnitRuntimeRow.lease_owner, TaskUnitRuntimeRow.lease_expires_at).where(
+                    TaskUnitRuntimeRow.task_id == task_id, TaskUnitRuntimeRow.unit_id == unit_id
+                )
+            ).one_or_none()
+            if row is None:
+                raise UnitNotFound(task_id, unit_id)
+            owner, expires = row
+            return owner if owner and expires is not None and expires >= utcnow() else None
+
+    def renew_unit(self, task_id: str, unit_id: str, owner: str, *, lease_seconds: float) -> bool:
+        """Extend `owner`'s unit lease; False if someone else holds the unit now."""
+        with self.session() as s:
+            n = s.execute(
+                update(TaskUnitRuntimeRow)
+                .where(
+                    TaskUnitRuntimeRow.task_id == task_id,
+                    TaskUnitRuntimeRow.unit_id == unit_id,
+                    TaskUnitRuntimeRow.lease_owner == owner,
+                )
+                .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+            ).rowcount  # type: ignore[attr-defined]
+            return bool(n)
+
+    def release_unit(self, task_id: str, unit_id: str, owner: str) -> None:
+        """Give up `owner`'s lease on the unit (a no-op if it no longer holds it)."""
+        with self.session() as s:
+            s.execute(
+                update(TaskUnitRuntimeRow)
+                .where(
+                    TaskUnitRuntimeRow.task_id == task_id,
+                    TaskUnitRuntimeRow.unit_id == unit_id,
+                    TaskUnitRuntimeRow.lease_owner == owner,
+                )
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+
+    def reset_units(self, task_id: str, unit_ids: Sequence[str]) -> None:
+        """Make failed units runnable again from their checkpoint (retry-failed)."""
+        with self.session() as s:
+            s.execute(
+                update(TaskUnitRuntimeRow)
+                .where(
+                    TaskUnitRuntimeRow.task_id == task_id,
+                    TaskUnitRuntimeRow.unit_id.in_(list(unit_ids)),
+                )
+                .values(status=UnitStatus.PENDING.value, error_message="", updated_at=utcnow())
+            )
