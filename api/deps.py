@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
-from api.runs import BackgroundRuns
 from datatrace_tasks.exceptions import TaskNotFound
 from datatrace_tasks.live.broadcast import EventBroadcaster
+from datatrace_tasks.orchestration.background import BackgroundRuns
 from datatrace_tasks.settings import ApiSettings
 from datatrace_tasks.state.store import Store
 

@@ -13,21 +13,18 @@ from datatrace_tasks.exceptions import (
     DataTraceError,
     TaskAlreadyRunning,
     TaskNotFound,
+    TaskStateConflict,
     UnitNotFound,
 )
 
 log = logging.getLogger("datatrace.api")
 
 
-class ActionConflict(DataTraceError):
-    """The task's state does not allow the action (pause a finished task, nothing to retry)."""
-
-
 _STATUS: list[tuple[type[DataTraceError], int]] = [
     (TaskNotFound, 404),
     (UnitNotFound, 404),
     (TaskAlreadyRunning, 409),
-    (ActionConflict, 409),
+    (TaskStateConflict, 409),
     (ConfigError, 422),
     (DatabaseUnreachable, 503),
 ]

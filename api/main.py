@@ -19,8 +19,8 @@ from api.auth import TokenAuthMiddleware
 from api.deps import AppState
 from api.routes import events, page, tasks
 from api.routes.page import STATIC
-from api.runs import BackgroundRuns
 from datatrace_tasks.live.broadcast import EventBroadcaster
+from datatrace_tasks.orchestration.background import BackgroundRuns
 from datatrace_tasks.settings import ApiSettings, DataTraceSettings
 from datatrace_tasks.state.store import Store
 
@@ -51,13 +51,7 @@ def create_app(
         >>> app = create_app("sqlite:///state.db", token="s3cret")
         >>> uvicorn.run(app, host="127.0.0.1", port=8000)
     """
-    settings = settings or ApiSettings()
-    updates: dict[str, object] = {}
-    if token is not None:
-        updates["token"] = SecretStr(token)
-    if cors_origins is not None:
-        updates["cors_origins"] = list(cors_origins)
-    settings = ApiSettings.model_validate({**settings.model_dump(), **updates})
+    settings = _settings(settings, token=token, cors_origins=cors_origins)
     store = Store(store_url or DataTraceSettings().store_url())
     broadcaster = EventBroadcaster(store, poll_interval=settings.poll_interval)
     runs = BackgroundRuns(
@@ -86,6 +80,25 @@ def create_app(
     app.include_router(events.router)
     app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _add_middleware(app, settings)
+    return app
+
+
+def _settings(
+    settings: ApiSettings | None, *, token: str | None, cors_origins: Sequence[str] | None
+) -> ApiSettings:
+    """The environment's settings, with the arguments given to `create_app` on top."""
+    settings = settings or ApiSettings()
+    updates: dict[str, object] = {}
+    if token is not None:
+        updates["token"] = SecretStr(token)
+    if cors_origins is not None:
+        updates["cors_origins"] = list(cors_origins)
+    return ApiSettings.model_validate({**settings.model_dump(), **updates})
+
+
+def _add_middleware(app: FastAPI, settings: ApiSettings) -> None:
+    """The token check, and CORS outside it when origins are allowed."""
     if settings.token is not None:
         app.add_middleware(TokenAuthMiddleware, token=settings.token.get_secret_value())
     if settings.cors_origins:
@@ -97,4 +110,3 @@ def create_app(
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Last-Event-ID", "Content-Type"],
         )
-    return app

@@ -7,7 +7,7 @@ import re
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from datatrace_tasks.exceptions import ConfigError
+from datatrace_tasks.exceptions import ConfigError, DataTraceError
 
 _PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
 
@@ -47,3 +47,12 @@ def describe(url: str | URL) -> str:
     if u.port:
         where += f":{u.port}"
     return f"{u.get_backend_name()} at {where}/{u.database or ''}"
+
+
+def error_text(error: str | BaseException) -> str:
+    """A one-line, password-free message; DataTrace's own errors are already readable."""
+    if isinstance(error, DataTraceError):
+        return mask_text(str(error))
+    if isinstance(error, BaseException):
+        return mask_text(f"{type(error).__name__}: {error}".rstrip(": "))
+    return mask_text(error)

@@ -50,6 +50,13 @@ def _manager() -> Any:
     return TaskManager()
 
 
+def _store() -> Any:
+    from datatrace_tasks.settings import DataTraceSettings
+    from datatrace_tasks.state.store import Store
+
+    return Store(DataTraceSettings().store_url())
+
+
 def _run_and_report(manager: Any, task_id: str, job: Any) -> None:
     from datatrace_tasks.cli.console import live_progress, units_table
     from datatrace_tasks.orchestration.lifecycle import run_task
@@ -187,15 +194,16 @@ def resume(task_id: TaskArg) -> None:
     from datatrace_tasks.orchestration.lifecycle import job_for_task
 
     manager = _manager()
-    job = job_for_task(manager, task_id)
+    job = job_for_task(manager.store, task_id)
     _run_and_report(manager, task_id, job)
 
 
 @app.command()
 def pause(task_id: TaskArg) -> None:
     """Ask a running task (in any process) to pause at its units' next batch."""
-    manager = _manager()
-    manager.request_pause(task_id)
+    from datatrace_tasks.orchestration.lifecycle import pause_task
+
+    pause_task(_store(), task_id)
     console.print(f"pause requested for {task_id}")
 
 
@@ -203,11 +211,8 @@ def pause(task_id: TaskArg) -> None:
 def status(task_id: TaskArg) -> None:
     """Show a task's units: status, rows, percentage, time, errors."""
     from datatrace_tasks.cli.console import units_table
-    from datatrace_tasks.settings import DataTraceSettings
-    from datatrace_tasks.state.store import Store
 
-    store = Store(DataTraceSettings().store_url())
-    console.print(units_table(store, task_id))
+    console.print(units_table(_store(), task_id))
 
 
 @app.command()
@@ -215,10 +220,7 @@ def tasks() -> None:
     """List the newest sync tasks."""
     from rich.table import Table
 
-    from datatrace_tasks.settings import DataTraceSettings
-    from datatrace_tasks.state.store import Store
-
-    store = Store(DataTraceSettings().store_url())
+    store = _store()
     table = Table("id", "name", "status", "created (UTC)", "message")
     for t in store.list_tasks():
         table.add_row(t.id, t.name, t.status, f"{t.created_at:%Y-%m-%d %H:%M:%S}", t.message)
@@ -231,9 +233,9 @@ def verify(task_id: TaskArg) -> None:
     from datatrace_tasks.orchestration.lifecycle import job_for_task
     from datatrace_tasks.sync import verify_job
 
-    manager = _manager()
-    job = job_for_task(manager, task_id)
-    tables = [u.id for u in manager.store.load_units(task_id)]
+    store = _store()
+    job = job_for_task(store, task_id)
+    tables = [u.id for u in store.load_units(task_id)]
     results = verify_job(job, tables)
     bad = 0
     for table, result in results.items():

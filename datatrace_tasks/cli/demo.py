@@ -92,9 +92,21 @@ def create_demo_source(path: Path, *, seed: int = 7, scale: float = 1.0) -> dict
     engine = create_engine(f"sqlite:///{path}")
     md.create_all(engine)
     t = md.tables
-    base = datetime(2026, 1, 1)
+    rows = {**_catalog_rows(n, rnd), **_order_rows(n, rnd)}
+    with engine.begin() as conn:
+        for name, data in rows.items():
+            conn.execute(insert(t[name]), data)
+    engine.dispose()
+    return {name: len(data) for name, data in rows.items()}
+
+
+_BASE = datetime(2026, 1, 1)
+
+
+def _catalog_rows(n: dict[str, int], rnd: random.Random) -> dict[str, list[dict[str, Any]]]:
+    """Regions, customers (names in several scripts, emoji) and products."""
     words = ["北京", "Lyon", "São Paulo", "Nairobi", "Oslo", "東京", "Zürich", "Lima"]
-    rows: dict[str, list[dict[str, Any]]] = {
+    return {
         "regions": [
             {"id": i, "name": f"{rnd.choice(words)}-{i}"} for i in range(1, n["regions"] + 1)
         ],
@@ -104,7 +116,7 @@ def create_demo_source(path: Path, *, seed: int = 7, scale: float = 1.0) -> dict
                 "name": f"customer {i} {rnd.choice(['😀', 'é', '', 'ß'])}",
                 "email": f"c{i}@example.com",
                 "region_id": rnd.randint(1, n["regions"]),
-                "signed_up": (base - timedelta(days=rnd.randint(0, 900))).date(),
+                "signed_up": (_BASE - timedelta(days=rnd.randint(0, 900))).date(),
             }
             for i in range(1, n["customers"] + 1)
         ],
@@ -116,11 +128,17 @@ def create_demo_source(path: Path, *, seed: int = 7, scale: float = 1.0) -> dict
             }
             for i in range(1, n["products"] + 1)
         ],
+    }
+
+
+def _order_rows(n: dict[str, int], rnd: random.Random) -> dict[str, list[dict[str, Any]]]:
+    """Orders, their lines (a composite key) and page views (a table name with a space)."""
+    return {
         "orders": [
             {
                 "id": i,
                 "customer_id": rnd.randint(1, n["customers"]),
-                "placed_at": base + timedelta(seconds=rnd.randint(0, 30_000_000)),
+                "placed_at": _BASE + timedelta(seconds=rnd.randint(0, 30_000_000)),
                 "note": None if i % 3 else f"gift wrap #{i}",
             }
             for i in range(1, n["orders"] + 1)
@@ -139,13 +157,8 @@ def create_demo_source(path: Path, *, seed: int = 7, scale: float = 1.0) -> dict
             {
                 "id": i,
                 "path": f"/p/{rnd.randint(1, n['products'])}",
-                "seen_at": base + timedelta(seconds=i),
+                "seen_at": _BASE + timedelta(seconds=i),
             }
             for i in range(1, n["page views"] + 1)
         ],
     }
-    with engine.begin() as conn:
-        for name, data in rows.items():
-            conn.execute(insert(t[name]), data)
-    engine.dispose()
-    return {name: len(data) for name, data in rows.items()}

@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import logging
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any
 
 from prefect import State
 from prefect.states import Cancelled, Completed, Failed
 
-from datatrace_tasks.exceptions import ConfigError
-from datatrace_tasks.orchestration.lifecycle import create_task_from_job, job_for_task
+from datatrace_tasks.orchestration.lifecycle import run_task, start
 from datatrace_tasks.orchestration.manager import TaskManager
-from datatrace_tasks.orchestration.scaleout import JobProcessFn, dask_task_runner, use_task_runner
-from datatrace_tasks.state.units import UnitStatus
-from datatrace_tasks.sync import load_job
+from datatrace_tasks.orchestration.scaleout import dask_task_runner, use_task_runner
 
 log = logging.getLogger("datatrace")
 
@@ -53,44 +49,27 @@ def run_sync_job(
         JobFileInvalid: the job file is missing or malformed.
         TaskNotFound: no such task.
     """
-    if (job_path is None) == (task_id is None):
-        raise ConfigError("give exactly one of job_path (a new run) or task_id (a resume)")
-    if job_path is not None:
-        job = load_job(job_path)  # before the store is even opened: a bad file writes nothing
     manager = manager if manager is not None else TaskManager()
-    if task_id is not None:
-        name = manager.store.get_task(task_id).name
-        job = job_for_task(manager, task_id)
-    else:
-        assert job_path is not None
-        task_id = create_task_from_job(manager, job, job_path=Path(job_path))
-        name = job.name
+    task_id, job = start(manager, job_path=job_path, task_id=task_id)
+    name = manager.store.get_task(task_id).name
     _rename_flow_run(name)
     log.info("sync task %s (%s): running on %s", task_id, name, manager.store.masked_url)
     runner = use_task_runner(dask_task_runner(address=dask_address)) if dask_address else None
     with runner if runner is not None else nullcontext():
-        manager.execute_auto_mode(
-            task_id,
-            job.concurrency,
-            JobProcessFn(job),
-            error_strategy=job.error_strategy,
-            retries=job.retries,
-        )
-    units = manager.store.load_units(task_id)
-    completed = sum(u.status is UnitStatus.COMPLETED for u in units)
-    failed = sum(u.status is UnitStatus.FAILED for u in units)
-    unfinished = len(units) - completed - failed
-    summary = (
-        f"sync task {task_id} ({name}): {completed} of {len(units)} units completed, "
-        f"{failed} failed, {unfinished} not finished"
-    )
+        result = run_task(manager, task_id, job)
+    summary = f"sync task {task_id} ({name}): {result.summary}"
     log.info(summary)
-    data = {"task_id": task_id, "units": len(units), "completed": completed, "failed": failed}
+    data = {
+        "task_id": task_id,
+        "units": result.units,
+        "completed": result.completed,
+        "failed": result.failed,
+    }
     if _cancelling():
         return Cancelled(message=f"cancelled: {summary}; run again with task_id={task_id}")
-    if completed == len(units):
+    if result.ok:
         return Completed(message=summary, data=data)
-    if failed:
+    if result.failed:
         return Failed(message=f"{summary}; run again with task_id={task_id}", data=data)
     return Cancelled(name="Paused", message=f"paused: {summary}; resume with task_id={task_id}")
 

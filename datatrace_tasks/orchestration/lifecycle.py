@@ -1,4 +1,16 @@
-"""From a job file to a sync task and back: create, run and resume table-copy tasks."""
+"""The life of one run of a sync task: start, resume, retry failed units, pause, outcome.
+
+Every way in (the `datatrace` command, the deployment flow, the side-app) goes
+through these functions, so a run is started, refused, paused and counted the
+same way everywhere:
+
+- a job file becomes a sync task (`create_task_from_job`), an existing task gets
+  its job back (`job_for_task`);
+- `check_can_run` refuses a task a live runner holds (the lease rule of
+  `SyncTask.lease_is_live`, the only liveness rule) or one with nothing to run;
+- `run_task` runs the unfinished units and returns the `RunOutcome`;
+- `pause_task` raises the task's pause flag, which every runner reads.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from datatrace_tasks.exceptions import ConfigError, SchemaIncompatible, TableNotFound
+from datatrace_tasks.exceptions import (
+    ConfigError,
+    SchemaIncompatible,
+    TableNotFound,
+    TaskAlreadyRunning,
+    TaskStateConflict,
+)
 from datatrace_tasks.live.progress import ProgressMonitor
 from datatrace_tasks.orchestration.manager import TaskManager
-from datatrace_tasks.state.units import UnitStatus
-from datatrace_tasks.sync import Job, job_from_dict, load_job, make_process_fn, plan_job
+from datatrace_tasks.orchestration.scaleout import JobProcessFn
+from datatrace_tasks.settings import DataTraceSettings
+from datatrace_tasks.state.store import Store
+from datatrace_tasks.state.units import TaskStatus, TaskUnit, UnitStatus
+from datatrace_tasks.sync import Job, job_from_dict, load_job, plan_job
 
 
 @dataclass(frozen=True)
@@ -28,6 +49,29 @@ class RunOutcome:
     def ok(self) -> bool:
         """Every unit of the task completed (and so was verified)."""
         return self.completed == self.units
+
+    @property
+    def summary(self) -> str:
+        """`4 of 6 units completed, 1 failed, 1 not finished`."""
+        return (
+            f"{self.completed} of {self.units} units completed, {self.failed} failed, "
+            f"{self.unfinished} not finished"
+        )
+
+
+def outcome(store: Store, task_id: str, *, completed_now: int = 0) -> RunOutcome:
+    """Count the task's units as the store has them now."""
+    units = store.load_units(task_id)
+    completed = sum(u.status is UnitStatus.COMPLETED for u in units)
+    failed = sum(u.status is UnitStatus.FAILED for u in units)
+    return RunOutcome(
+        task_id=task_id,
+        completed_now=completed_now,
+        units=len(units),
+        completed=completed,
+        failed=failed,
+        unfinished=len(units) - completed - failed,
+    )
 
 
 def create_task_from_job(manager: TaskManager, job: Job, *, job_path: str | Path | None) -> str:
@@ -62,14 +106,14 @@ def create_task_from_job(manager: TaskManager, job: Job, *, job_path: str | Path
     )
 
 
-def job_for_task(manager: TaskManager, task_id: str) -> Job:
+def job_for_task(store: Store, task_id: str) -> Job:
     """The job a task was created from: re-read from its file (for its secrets), or rebuilt.
 
     Raises:
+        TaskNotFound: no such task.
         ConfigError: the job file is gone and the stored job had a password in its URL.
     """
-    task = manager.store.get_task(task_id)
-    spec = task.spec or {}
+    spec = store.get_task(task_id).spec or {}
     path = spec.get("job_path")
     if path and Path(path).exists():
         return load_job(path)
@@ -80,6 +124,27 @@ def job_for_task(manager: TaskManager, task_id: str) -> Job:
     return job_from_dict(stored, where=f"task {task_id}")
 
 
+def start(
+    manager: TaskManager, *, job_path: str | Path | None = None, task_id: str | None = None
+) -> tuple[str, Job]:
+    """A new task from a job file, or an existing task to resume: its id and its job.
+
+    The job file is read before anything is written, so a bad file writes nothing.
+
+    Raises:
+        ConfigError: neither or both given.
+        JobFileInvalid: the job file is missing or malformed.
+        TaskNotFound: no such task.
+    """
+    if (job_path is None) == (task_id is None):
+        raise ConfigError("give exactly one of job_path (a new run) or task_id (a resume)")
+    if task_id is not None:
+        return task_id, job_for_task(manager.store, task_id)
+    assert job_path is not None
+    job = load_job(job_path)
+    return create_task_from_job(manager, job, job_path=job_path), job
+
+
 def run_task(
     manager: TaskManager,
     task_id: str,
@@ -87,26 +152,65 @@ def run_task(
     *,
     progress_monitor: ProgressMonitor | None = None,
 ) -> RunOutcome:
-    """Run (or resume) a task's unfinished units with the copy engine."""
+    """Run (or resume) a task's unfinished units with the copy engine.
+
+    Raises:
+        TaskAlreadyRunning: a live runner holds the task.
+    """
     done_now = manager.execute_auto_mode(
         task_id,
         job.concurrency,
-        make_process_fn(job),
+        JobProcessFn(job),
         progress_monitor,
         error_strategy=job.error_strategy,
         retries=job.retries,
     )
-    units = manager.store.load_units(task_id)
-    completed = sum(u.status is UnitStatus.COMPLETED for u in units)
-    failed = sum(u.status is UnitStatus.FAILED for u in units)
-    return RunOutcome(
-        task_id=task_id,
-        completed_now=done_now,
-        units=len(units),
-        completed=completed,
-        failed=failed,
-        unfinished=len(units) - completed - failed,
-    )
+    return outcome(manager.store, task_id, completed_now=done_now)
+
+
+def check_can_run(store: Store, task_id: str, *, retry_failed: bool) -> list[TaskUnit]:
+    """Refuse a run that cannot start; returns the units the run would take.
+
+    Raises:
+        TaskNotFound: no such task.
+        TaskAlreadyRunning: a live runner holds the task.
+        TaskStateConflict: every unit completed, or (`retry_failed`) none failed.
+    """
+    task = store.get_task(task_id)
+    if task.lease_is_live(DataTraceSettings().lease_seconds):
+        assert task.heartbeat_at is not None
+        raise TaskAlreadyRunning(
+            f"task {task.id!r} is running in {task.owner} (last heartbeat "
+            f"{task.heartbeat_at:%H:%M:%S} UTC); pause it first"
+        )
+    units = store.load_units(task_id)
+    failed = [u for u in units if u.status is UnitStatus.FAILED]
+    if retry_failed and not failed:
+        raise TaskStateConflict(f"task {task_id!r} has no failed unit to retry")
+    todo = failed if retry_failed else [u for u in units if u.status is not UnitStatus.COMPLETED]
+    if not todo:
+        raise TaskStateConflict(f"every unit of task {task_id!r} is already completed")
+    return todo
+
+
+def retry_failed_units(store: Store, task_id: str) -> list[str]:
+    """Make the failed units pending again (they keep their checkpoints); their ids."""
+    failed = [u.id for u in store.load_units(task_id) if u.status is UnitStatus.FAILED]
+    store.reset_units(task_id, failed)
+    return failed
+
+
+def pause_task(store: Store, task_id: str) -> None:
+    """Ask a running task, in whatever process, to pause at its units' next batch.
+
+    Raises:
+        TaskNotFound: no such task.
+        TaskStateConflict: the task is not running.
+    """
+    task = store.get_task(task_id)
+    if task.status != TaskStatus.RUNNING:
+        raise TaskStateConflict(f"task {task_id!r} is {task.status}, not running: nothing to pause")
+    store.set_pause_requested(task_id, True)
 
 
 def _masked(job: Job) -> dict[str, Any]:
@@ -114,24 +218,3 @@ def _masked(job: Job) -> dict[str, Any]:
     data["source"] = job.masked_source
     data["target"] = job.masked_target
     return data
-
-
-def start_or_resume(
-    manager: TaskManager, *, job_path: str | Path | None = None, task_id: str | None = None
-) -> RunOutcome:
-    """Run a job file as a new task, or resume an existing task; exactly one must be given.
-
-    Raises:
-        ConfigError: neither or both given.
-        JobFileInvalid: the job file is missing or malformed (nothing is written).
-        TaskNotFound: no such task.
-    """
-    if (job_path is None) == (task_id is None):
-        raise ConfigError("give exactly one of job_path (a new run) or task_id (a resume)")
-    if task_id is not None:
-        job = job_for_task(manager, task_id)
-    else:
-        assert job_path is not None
-        job = load_job(job_path)
-        task_id = create_task_from_job(manager, job, job_path=job_path)
-    return run_task(manager, task_id, job)

@@ -14,11 +14,15 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from datatrace_tasks.heartbeat import Heartbeat
 from datatrace_tasks.state.cache import UnitCache
 
 log = logging.getLogger("datatrace")
+
+CANCEL_POLL_SECONDS = 1.0
+"""How often the runner asks Prefect whether its flow run is being cancelled."""
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 T = TypeVar("T")
@@ -87,3 +91,62 @@ def run_interruptible(fn: Callable[[], T]) -> T:
     if failure:
         raise failure[0]
     return outcome["value"]
+
+
+@contextmanager
+def cancel_watch(manager: UnitCache, task_id: str) -> Iterator[threading.Event]:
+    """Turn a cancellation of this flow run (or of a parent) into a cooperative pause.
+
+    Prefect does not interrupt a running task body, and a worker's SIGTERM would
+    leave the units running to the end: so a thread polls the flow runs' states and,
+    on Cancelling, raises the task's pause flag. The units stop at their next batch
+    and are recorded paused with their checkpoints; a later run resumes them.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.context import FlowRunContext
+
+    cancelled = threading.Event()
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        yield cancelled
+        return
+    with get_client(sync_client=True) as client:
+        try:
+            ids = _flow_run_and_parents(client, context.flow_run)
+        except Exception:  # no watch, but the run goes on: Ctrl-C and pause still work
+            log.exception("cannot watch task %s for cancellation", task_id)
+            ids = []
+
+        def watch() -> bool:
+            for flow_run_id in ids:
+                try:
+                    state = client.read_flow_run(flow_run_id).state
+                except Exception:  # the API may be briefly away; ask again later
+                    continue
+                if state is not None and (state.is_cancelling() or state.is_cancelled()):
+                    log.warning(
+                        "flow run %s is cancelled: pausing sync task %s at the next batch "
+                        "of each unit",
+                        flow_run_id,
+                        task_id,
+                    )
+                    cancelled.set()
+                    manager.request_pause(task_id)
+                    return False
+            return bool(ids)
+
+        with Heartbeat(CANCEL_POLL_SECONDS, watch, name="datatrace-cancel-watch"):
+            yield cancelled
+
+
+def _flow_run_and_parents(client: Any, flow_run: Any) -> list[Any]:
+    """The ids of this flow run and of the flow runs it runs inside (at most 10)."""
+    ids = [flow_run.id]
+    parent = flow_run.parent_task_run_id
+    while parent is not None and len(ids) < 10:
+        flow_run_id = client.read_task_run(parent).flow_run_id
+        if flow_run_id is None:
+            break
+        ids.append(flow_run_id)
+        parent = client.read_flow_run(flow_run_id).parent_task_run_id
+    return ids

@@ -16,48 +16,24 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Protocol, TypeVar
-
-from sqlalchemy.exc import InterfaceError, OperationalError
+from typing import Any, TypeVar
 
 from datatrace_tasks.exceptions import (
-    DatabaseUnreachable,
-    DataTraceError,
     DuplicateUnitName,
     UnitNotFound,
 )
 from datatrace_tasks.heartbeat import Heartbeat
 from datatrace_tasks.settings import DataTraceSettings
+from datatrace_tasks.state.engine import retry_unreachable
+from datatrace_tasks.state.listeners import Silent, UnitListener
 from datatrace_tasks.state.store import Store
 from datatrace_tasks.state.units import EventKind, TaskUnit, UnitStatus
-from datatrace_tasks.urls import mask_text
+from datatrace_tasks.urls import error_text
 
 log = logging.getLogger("datatrace")
 T = TypeVar("T")
 
 _Key = tuple[str, str]
-
-
-class UnitListener(Protocol):
-    """Who hears of every unit change in this process (the ProgressMonitor, for one)."""
-
-    def publish(self, task_id: str, unit: TaskUnit) -> None:
-        """Take one unit change; must never block."""
-        ...
-
-    def forget(self, task_id: str) -> None:
-        """Drop what is kept about a task."""
-        ...
-
-
-class _Silent:
-    """The listener of a cache nobody watches."""
-
-    def publish(self, task_id: str, unit: TaskUnit) -> None:
-        """Drop the change."""
-
-    def forget(self, task_id: str) -> None:
-        """Nothing is kept."""
 
 
 class UnitCache:
@@ -84,7 +60,7 @@ class UnitCache:
     ) -> None:
         settings = DataTraceSettings()
         self.store = store if store is not None else Store(settings.store_url())
-        self.monitor: UnitListener = monitor if monitor is not None else _Silent()
+        self.monitor: UnitListener = monitor if monitor is not None else Silent()
         self.progress_interval = (
             settings.progress_interval if progress_interval is None else progress_interval
         )
@@ -275,7 +251,7 @@ class UnitCache:
         with self._lock:
             unit = self._cached(task_id, unit_id)
             unit.status = UnitStatus.FAILED
-            unit.error_message = _message(error)
+            unit.error_message = error_text(error)
             return replace(unit)
 
     def fail_unit_with_sync(
@@ -283,7 +259,7 @@ class UnitCache:
     ) -> TaskUnit:
         """Mark a unit failed in memory, the store and the monitor."""
         return self.update_unit_status_with_sync(
-            task_id, unit_id, UnitStatus.FAILED, error_message=_message(error)
+            task_id, unit_id, UnitStatus.FAILED, error_message=error_text(error)
         )
 
     def record_verification(self, task_id: str, unit_id: str, result: Mapping[str, Any]) -> None:
@@ -377,23 +353,7 @@ class UnitCache:
             )
 
     def _retrying(self, write: Callable[[], T], *, what: str) -> T:
-        """Run a store operation, retrying while the state database is unreachable.
-
-        A state store that restarts or drops connections for a few seconds must not
-        fail the units copying meanwhile; after `store_retry_seconds` the error stands.
-        """
-        deadline = time.monotonic() + self.store_retry_seconds
-        delay = 0.1
-        while True:
-            try:
-                return write()
-            except (OperationalError, InterfaceError, DatabaseUnreachable) as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
-                first_line = mask_text(str(exc)).splitlines()[0]
-                log.warning("state store unreachable writing %s (%s); retrying", what, first_line)
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        return retry_unreachable(write, seconds=self.store_retry_seconds, what=what)
 
     def _publish(self, task_id: str, unit: TaskUnit) -> None:
         for monitor in (self.monitor, *self._extra_monitors):
@@ -427,12 +387,3 @@ class UnitCache:
     write_unit_status = update_unit_status_with_sync
     write_unit_progress = update_unit_progress_with_sync
     write_unit_failure = fail_unit_with_sync
-
-
-def _message(error: str | BaseException) -> str:
-    """A one-line, password-free message; DataTrace's own errors are already readable."""
-    if isinstance(error, DataTraceError):
-        return mask_text(str(error))
-    if isinstance(error, BaseException):
-        return mask_text(f"{type(error).__name__}: {error}".rstrip(": "))
-    return mask_text(error)

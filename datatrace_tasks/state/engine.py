@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from datatrace_tasks.exceptions import DatabaseUnreachable
 from datatrace_tasks.urls import describe, mask_text, mask_url, parse_url
+
+log = logging.getLogger("datatrace")
+T = TypeVar("T")
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _migrated: set[str] = set()
@@ -59,6 +64,26 @@ def unreachable(url: str, exc: BaseException) -> DatabaseUnreachable:
     return DatabaseUnreachable(
         f"cannot use {describe(url)} ({mask_url(url)}): {mask_text(str(reason))}"
     )
+
+
+def retry_unreachable(operation: Callable[[], T], *, seconds: float, what: str) -> T:
+    """Run a store operation, retrying while the state database is unreachable.
+
+    A state store that restarts or drops connections for a few seconds must not
+    fail the units copying meanwhile; after `seconds` the error stands.
+    """
+    deadline = time.monotonic() + seconds
+    delay = 0.1
+    while True:
+        try:
+            return operation()
+        except (OperationalError, InterfaceError, DatabaseUnreachable) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            first_line = mask_text(str(exc)).splitlines()[0]
+            log.warning("state store unreachable writing %s (%s); retrying", what, first_line)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 class StoreConnection:

@@ -8,9 +8,11 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
 
 from datatrace_tasks.exceptions import (
     DuplicateUnitName,
+    InvalidUnitId,
     TaskAlreadyRunning,
     TaskNotFound,
 )
@@ -47,64 +49,31 @@ class TaskRows(StoreConnection):
 
         Raises:
             DuplicateUnitName: two units share an id; nothing is written.
+            InvalidUnitId: a unit id or name is empty or too long; nothing is written.
         """
-        seen: set[str] = set()
-        for unit_id, unit_name in units:
-            if unit_id in seen:
-                raise DuplicateUnitName(f"unit {unit_id!r} appears twice in task {name!r}")
-            if not unit_id or len(unit_id) > UNIT_ID_LENGTH or len(unit_name) > UNIT_ID_LENGTH:
-                raise DuplicateUnitName(
-                    f"unit id {unit_id[:40]!r} must be 1 to {UNIT_ID_LENGTH} characters"
-                )
-            seen.add(unit_id)
+        _check_units(name, units)
         totals = totals or {}
         task_id = task_id or str(uuid.uuid4())
-        now = utcnow()
         with self.session() as s:
             s.add(
-                SyncTaskRow(
-                    id=task_id,
-                    name=name,
-                    status=TaskStatus.PENDING,
+                _task_row(
+                    task_id,
+                    name,
                     concurrency=concurrency,
                     error_strategy=error_strategy,
-                    source=mask_url(source) if source else "",
-                    target=mask_url(target) if target else "",
-                    spec=dict(spec) if spec else None,
-                    message="",
-                    pause_requested=False,
-                    created_at=now,
-                    updated_at=now,
+                    source=source,
+                    target=target,
+                    spec=spec,
                 )
             )
             s.flush()
-            for position, (unit_id, unit_name) in enumerate(units):
-                total = int(totals.get(unit_id, 0))
-                s.add(
-                    TaskUnitRuntimeRow(
-                        task_id=task_id,
-                        unit_id=unit_id,
-                        name=unit_name,
-                        position=position,
-                        status=UnitStatus.PENDING.value,
-                        total_records=total,
-                        processed_records=0,
-                        percentage=0.0,
-                        error_message="",
-                        attempts=0,
-                        updated_at=now,
-                    )
-                )
+            _add_units(s, task_id, units, totals)
             s.add(
-                TaskUnitEventRow(
-                    task_id=task_id,
-                    unit_id=None,
-                    kind=EventKind.TASK,
-                    status=TaskStatus.PENDING,
-                    processed_records=0,
-                    total_records=sum(int(totals.get(u, 0)) for u, _ in units),
-                    message=f"created with {len(units)} units",
-                    created_at=now,
+                _task_event(
+                    task_id,
+                    TaskStatus.PENDING,
+                    f"created with {len(units)} units",
+                    total=sum(int(totals.get(u, 0)) for u, _ in units),
                 )
             )
         return task_id
@@ -143,18 +112,7 @@ class TaskRows(StoreConnection):
                     func.coalesce(func.sum(TaskUnitRuntimeRow.total_records), 0),
                 ).where(TaskUnitRuntimeRow.task_id == task_id)
             ).one()
-            s.add(
-                TaskUnitEventRow(
-                    task_id=task_id,
-                    unit_id=None,
-                    kind=EventKind.TASK,
-                    status=status,
-                    processed_records=int(counts[0]),
-                    total_records=int(counts[1]),
-                    message=message,
-                    created_at=utcnow(),
-                )
-            )
+            s.add(_task_event(task_id, status, message, processed=counts[0], total=counts[1]))
 
     def claim_task(self, task_id: str, owner: str, *, lease_seconds: float) -> None:
         """Take the task for `owner`, unless another owner's lease is still fresh.
@@ -231,3 +189,82 @@ class TaskRows(StoreConnection):
             if flag is None:
                 raise TaskNotFound(task_id)
             return bool(flag)
+
+
+def _check_units(name: str, units: Sequence[tuple[str, str]]) -> None:
+    """Refuse a unit list the table cannot hold, before anything is written."""
+    seen: set[str] = set()
+    for unit_id, unit_name in units:
+        if unit_id in seen:
+            raise DuplicateUnitName(f"unit {unit_id!r} appears twice in task {name!r}")
+        if not unit_id or len(unit_id) > UNIT_ID_LENGTH or len(unit_name) > UNIT_ID_LENGTH:
+            raise InvalidUnitId(
+                f"unit id {unit_id[:40]!r} must be 1 to {UNIT_ID_LENGTH} characters"
+            )
+        seen.add(unit_id)
+
+
+def _task_row(
+    task_id: str,
+    name: str,
+    *,
+    concurrency: int,
+    error_strategy: str,
+    source: str,
+    target: str,
+    spec: Mapping[str, Any] | None,
+) -> SyncTaskRow:
+    """A new task's row; its URLs are kept masked (the job file keeps the secrets)."""
+    now = utcnow()
+    return SyncTaskRow(
+        id=task_id,
+        name=name,
+        status=TaskStatus.PENDING,
+        concurrency=concurrency,
+        error_strategy=error_strategy,
+        source=mask_url(source) if source else "",
+        target=mask_url(target) if target else "",
+        spec=dict(spec) if spec else None,
+        message="",
+        pause_requested=False,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _add_units(
+    s: Session, task_id: str, units: Sequence[tuple[str, str]], totals: Mapping[str, int]
+) -> None:
+    now = utcnow()
+    for position, (unit_id, unit_name) in enumerate(units):
+        s.add(
+            TaskUnitRuntimeRow(
+                task_id=task_id,
+                unit_id=unit_id,
+                name=unit_name,
+                position=position,
+                status=UnitStatus.PENDING.value,
+                total_records=int(totals.get(unit_id, 0)),
+                processed_records=0,
+                percentage=0.0,
+                error_message="",
+                attempts=0,
+                updated_at=now,
+            )
+        )
+
+
+def _task_event(
+    task_id: str, status: str, message: str, *, processed: int = 0, total: int = 0
+) -> TaskUnitEventRow:
+    """The event row a task's creation or status change appends."""
+    return TaskUnitEventRow(
+        task_id=task_id,
+        unit_id=None,
+        kind=EventKind.TASK,
+        status=status,
+        processed_records=int(processed),
+        total_records=int(total),
+        message=message,
+        created_at=utcnow(),
+    )

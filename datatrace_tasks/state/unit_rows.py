@@ -17,7 +17,7 @@ from datatrace_tasks.state.models import (
     utcnow,
 )
 from datatrace_tasks.state.records import unit_record
-from datatrace_tasks.state.units import TaskUnit, UnitStatus, percentage
+from datatrace_tasks.state.units import EventKind, TaskUnit, UnitStatus, percentage
 
 
 class UnitRows(StoreConnection):
@@ -64,7 +64,7 @@ class UnitRows(StoreConnection):
         reset_checkpoint: bool = False,
         verification: Mapping[str, Any] | None = None,
         attempts: int | None = None,
-        event: str | None = None,
+        event: EventKind | None = None,
     ) -> int | None:
         """Update one unit's row and, when `event` names a kind, append an event.
 
@@ -74,7 +74,6 @@ class UnitRows(StoreConnection):
         Raises:
             UnitNotFound: the task has no such unit.
         """
-        now = utcnow()
         with self.session() as s:
             row = s.scalar(
                 select(TaskUnitRuntimeRow)
@@ -84,45 +83,20 @@ class UnitRows(StoreConnection):
             if row is None:
                 raise UnitNotFound(task_id, unit_id)
             if status is not None:
-                row.status = status.value
-                if status is UnitStatus.RUNNING:
-                    row.started_at = row.started_at or now
-                    row.finished_at = None
-                elif status.is_final:
-                    row.finished_at = now
-            if total is not None:
-                row.total_records = total
-            if processed is not None:
-                row.processed_records = processed
-            if error_message is not None:
-                row.error_message = error_message
-            if checkpoint is not None:
-                row.checkpoint = dict(checkpoint)
-            elif reset_checkpoint:
-                row.checkpoint = None
-            if verification is not None:
-                row.verification = dict(verification)
-            if attempts is not None:
-                row.attempts = attempts
-            row.percentage = round(
-                100.0
-                if row.status == UnitStatus.COMPLETED and row.total_records == 0
-                else percentage(row.processed_records, row.total_records),
-                4,
+                _set_status(row, status)
+            _set_fields(
+                row,
+                total=total,
+                processed=processed,
+                error_message=error_message,
+                checkpoint=checkpoint,
+                reset_checkpoint=reset_checkpoint,
+                verification=verification,
+                attempts=attempts,
             )
-            row.updated_at = now
             if event is None:
                 return None
-            ev = TaskUnitEventRow(
-                task_id=task_id,
-                unit_id=unit_id,
-                kind=event,
-                status=row.status,
-                processed_records=row.processed_records,
-                total_records=row.total_records,
-                message=row.error_message if row.status == UnitStatus.FAILED else "",
-                created_at=now,
-            )
+            ev = _unit_event(row, event)
             s.add(ev)
             s.flush()
             return ev.id
@@ -214,3 +188,60 @@ class UnitRows(StoreConnection):
                 )
                 .values(status=UnitStatus.PENDING.value, error_message="", updated_at=utcnow())
             )
+
+
+def _unit_event(row: TaskUnitRuntimeRow, kind: EventKind) -> TaskUnitEventRow:
+    """The event that records a unit's row as it is now."""
+    return TaskUnitEventRow(
+        task_id=row.task_id,
+        unit_id=row.unit_id,
+        kind=kind,
+        status=row.status,
+        processed_records=row.processed_records,
+        total_records=row.total_records,
+        message=row.error_message if row.status == UnitStatus.FAILED else "",
+        created_at=row.updated_at,
+    )
+
+
+def _set_status(row: TaskUnitRuntimeRow, status: UnitStatus) -> None:
+    """A unit's status, with when it started (first run) and when it came to rest."""
+    row.status = status.value
+    if status is UnitStatus.RUNNING:
+        row.started_at = row.started_at or utcnow()
+        row.finished_at = None
+    elif status.is_final:
+        row.finished_at = utcnow()
+
+
+def _set_fields(
+    row: TaskUnitRuntimeRow,
+    *,
+    total: int | None,
+    processed: int | None,
+    error_message: str | None,
+    checkpoint: Mapping[str, Any] | None,
+    reset_checkpoint: bool,
+    verification: Mapping[str, Any] | None,
+    attempts: int | None,
+) -> None:
+    """Every field given (None: keep), then the percentage they make."""
+    if total is not None:
+        row.total_records = total
+    if processed is not None:
+        row.processed_records = processed
+    if error_message is not None:
+        row.error_message = error_message
+    if checkpoint is not None:
+        row.checkpoint = dict(checkpoint)
+    elif reset_checkpoint:
+        row.checkpoint = None
+    if verification is not None:
+        row.verification = dict(verification)
+    if attempts is not None:
+        row.attempts = attempts
+    completed_empty = row.status == UnitStatus.COMPLETED and row.total_records == 0
+    row.percentage = round(
+        100.0 if completed_empty else percentage(row.processed_records, row.total_records), 4
+    )
+    row.updated_at = utcnow()

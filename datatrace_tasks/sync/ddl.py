@@ -112,24 +112,21 @@ def _decimal_fits(src: SourceColumn, precision: int | None, scale: int | None) -
     )
 
 
-def _category(t: TypeEngine[Any], sqlite: bool) -> str:
-    if isinstance(t, sqltypes.Integer):
-        return "integer"
-    if isinstance(t, sqltypes.Float):
-        return "float"
-    if isinstance(t, sqltypes.Numeric):
-        return "decimal"
-    if isinstance(t, sqltypes.String):
-        return "text"
-    if isinstance(t, sqltypes._Binary):
-        return "binary"
-    if isinstance(t, sqltypes.DateTime):
-        return "datetime"
-    if isinstance(t, sqltypes.Date):
-        return "date"
-    if isinstance(t, sqltypes._AbstractInterval):
-        return "interval"
-    return "other"
+_CATEGORIES: tuple[tuple[type[TypeEngine[Any]], str], ...] = (
+    (sqltypes.Integer, "integer"),
+    (sqltypes.Float, "float"),  # before Numeric: a Float is a Numeric
+    (sqltypes.Numeric, "decimal"),
+    (sqltypes.String, "text"),
+    (sqltypes._Binary, "binary"),
+    (sqltypes.DateTime, "datetime"),
+    (sqltypes.Date, "date"),
+    (sqltypes._AbstractInterval, "interval"),
+)
+"""A target column type's category for `_portable_fits`, the first match in this order."""
+
+
+def _category(t: TypeEngine[Any]) -> str:
+    return next((name for kind, name in _CATEGORIES if isinstance(t, kind)), "other")
 
 
 def _integer_size(t: TypeEngine[Any], sqlite: bool) -> int:
@@ -141,7 +138,7 @@ def _integer_size(t: TypeEngine[Any], sqlite: bool) -> int:
 
 
 def _portable_fits(src: SourceColumn, t: TypeEngine[Any], sqlite: bool) -> bool:
-    cat, kind = _category(t, sqlite), src.kind
+    cat, kind = _category(t), src.kind
     length = getattr(t, "length", None)
     if kind in ("integer", "year", "bit"):
         lo, hi = _source_range(src)

@@ -18,23 +18,25 @@ def quote(engine: Engine, name: str) -> str:
     return str(engine.dialect.identifier_preparer.quote(name)).replace("%", "%%")
 
 
-def after_sql(keys: Sequence[str], key: Sequence[Any]) -> tuple[str, list[Any]]:
-    """`(k1, k2, ...) > (v1, v2, ...)` spelled so MySQL uses a range on the key's index."""
+def _key_terms(keys: Sequence[str], key: Sequence[Any], op: str) -> tuple[list[str], list[Any]]:
+    """One `(k1 = v1 AND ... AND ki op vi)` term per key column, with its parameters."""
     terms, params = [], []
     for i, col in enumerate(keys):
-        parts = [f"{keys[j]} = %s" for j in range(i)] + [f"{col} > %s"]
+        parts = [f"{keys[j]} = %s" for j in range(i)] + [f"{col} {op} %s"]
         terms.append("(" + " AND ".join(parts) + ")")
         params += [*key[:i], key[i]]
+    return terms, params
+
+
+def after_sql(keys: Sequence[str], key: Sequence[Any]) -> tuple[str, list[Any]]:
+    """`(k1, k2, ...) > (v1, v2, ...)` spelled so MySQL uses a range on the key's index."""
+    terms, params = _key_terms(keys, key, ">")
     return f"{keys[0]} >= %s AND ({' OR '.join(terms)})", [key[0], *params]
 
 
 def upto_sql(keys: Sequence[str], key: Sequence[Any]) -> tuple[str, list[Any]]:
     """`(k1, k2, ...) <= (v1, v2, ...)`, in the same index-friendly form."""
-    terms, params = [], []
-    for i, col in enumerate(keys):
-        parts = [f"{keys[j]} = %s" for j in range(i)] + [f"{col} < %s"]
-        terms.append("(" + " AND ".join(parts) + ")")
-        params += [*key[:i], key[i]]
+    terms, params = _key_terms(keys, key, "<")
     terms.append("(" + " AND ".join(f"{col} = %s" for col in keys) + ")")
     params += list(key)
     return f"{keys[0]} <= %s AND ({' OR '.join(terms)})", [key[0], *params]

@@ -23,7 +23,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.states import Cancelling
 
-from datatrace_tasks.orchestration.flow import artifact_key
+from datatrace_tasks.orchestration.artifacts import artifact_key
 from datatrace_tasks.orchestration.manager import TaskManager
 from datatrace_tasks.state.units import UnitStatus
 from flows.sync import sync_job

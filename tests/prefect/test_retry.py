@@ -15,7 +15,7 @@ from datatrace_tasks.exceptions import (
     SchemaIncompatible,
     UnitPaused,
 )
-from datatrace_tasks.orchestration.flow import is_transient
+from datatrace_tasks.orchestration.retry import is_transient
 from datatrace_tasks.orchestration.manager import TaskManager
 from datatrace_tasks.state.units import UnitStatus
 

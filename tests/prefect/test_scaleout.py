@@ -90,7 +90,7 @@ class TestDask:
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-        from datatrace_tasks.orchestration.flow import artifact_key
+        from datatrace_tasks.orchestration.artifacts import artifact_key
         from datatrace_tasks.orchestration.lifecycle import create_task_from_job
         from datatrace_tasks.orchestration.manager import TaskManager
         from datatrace_tasks.orchestration.scaleout import (

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from datatrace_tasks.orchestration.flow import artifact_key
+from datatrace_tasks.orchestration.artifacts import artifact_key
 from datatrace_tasks.state.store import Store
 from tests.prefect.conftest import count_rows, write_job
 
