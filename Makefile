@@ -22,9 +22,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check datatrace_tasks flows api tests bench
-	$(BIN)/ruff check datatrace_tasks flows api tests bench
+	$(BIN)/ruff format --check datatrace_tasks flows api tests bench scripts
+	$(BIN)/ruff check datatrace_tasks flows api tests bench scripts
 	$(BIN)/mypy datatrace_tasks api
+	$(BIN)/lint-imports  # layers point down, no import circle (pyproject: tool.importlinter)
+	$(BIN)/python scripts/check_sizes.py datatrace_tasks api flows  # <= 400 lines a module, 60 a function
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 
 log = logging.getLogger("datatrace")
@@ -83,3 +84,34 @@ class Heartbeat:
         _tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+@contextmanager
+def renewed(
+    renew: Callable[[], bool],
+    release: Callable[[], None],
+    *,
+    every: float,
+    name: str,
+    what: str,
+) -> Iterator[None]:
+    """Keep a lease while the block runs: renew it every `every` seconds, release it after.
+
+    A renewal that fails is tried again at the next beat (a lease has slack); one that
+    finds the lease gone ends the beat. A failed release is logged: the lease expires.
+    """
+
+    def beat() -> bool:
+        if renew():
+            return True
+        log.error("lost %s to another holder", what)
+        return False
+
+    try:
+        with Heartbeat(every, beat, name=name):
+            yield
+    finally:
+        try:
+            release()
+        except Exception:
+            log.exception("could not release %s; it will expire", what)

@@ -58,19 +58,6 @@ class DataTraceSettings(BaseSettings):
         ),
     )
 
-    def store_url(self) -> str:
-        """The state store URL, defaulting to SQLite in the data folder."""
-        if self.database_url is not None:
-            return self.database_url.get_secret_value()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{self.data_dir / 'datatrace.db'}"
-
-
-class LimitSettings(BaseSettings):
-    """How many units may use one database server at once, across all jobs."""
-
-    model_config = SettingsConfigDict(env_prefix="DATATRACE_", extra="ignore")
-
     db_limit: int | None = Field(
         default=None,
         description=(
@@ -86,6 +73,13 @@ class LimitSettings(BaseSettings):
             "the key is what `server_key` returns for the server's URL."
         ),
     )
+
+    def store_url(self) -> str:
+        """The state store URL, defaulting to SQLite in the data folder."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.data_dir / 'datatrace.db'}"
 
 
 class ApiSettings(BaseSettings):

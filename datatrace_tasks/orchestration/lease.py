@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from datatrace_tasks.exceptions import DatabaseUnreachable, UnitAlreadyRunning
-from datatrace_tasks.heartbeat import Heartbeat
+from datatrace_tasks.heartbeat import renewed
 from datatrace_tasks.state.store import Store
 
 log = logging.getLogger("datatrace")
@@ -38,21 +38,14 @@ def task_lease(store: Store, task_id: str, *, lease_seconds: float) -> Iterator[
     owner = runner_name()
     store.claim_task(task_id, owner, lease_seconds=lease_seconds)
 
-    def renew() -> bool:
-        if store.renew_claim(task_id, owner):
-            return True
-        log.error("lost the claim on task %s to another runner", task_id)
-        return False
-
-    try:
-        # A failed renewal is logged and tried again: the lease has slack.
-        with Heartbeat(lease_seconds / 3, renew, name="datatrace-lease"):
-            yield owner
-    finally:
-        try:
-            store.release_task(task_id, owner)
-        except Exception:
-            log.exception("could not release task %s; its lease will expire", task_id)
+    with renewed(
+        lambda: store.renew_claim(task_id, owner),
+        lambda: store.release_task(task_id, owner),
+        every=lease_seconds / 3,
+        name="datatrace-lease",
+        what=f"the claim on task {task_id}",
+    ):
+        yield owner
 
 
 def _try_claim(
@@ -105,17 +98,11 @@ def unit_lease(
             )
         time.sleep(min(0.25, max(deadline - time.monotonic(), 0.01)))
 
-    def renew() -> bool:
-        if store.renew_unit(task_id, unit_id, owner, lease_seconds=lease_seconds):
-            return True
-        log.error("lost the lease on unit %s of task %s", unit_id, task_id)
-        return False
-
-    try:
-        with Heartbeat(lease_seconds / 3, renew, name=f"datatrace-lease-{unit_id}"):
-            yield owner
-    finally:
-        try:
-            store.release_unit(task_id, unit_id, owner)
-        except Exception:
-            log.exception("could not release unit %s; its lease will expire", unit_id)
+    with renewed(
+        lambda: store.renew_unit(task_id, unit_id, owner, lease_seconds=lease_seconds),
+        lambda: store.release_unit(task_id, unit_id, owner),
+        every=lease_seconds / 3,
+        name=f"datatrace-lease-{unit_id}",
+        what=f"the lease on unit {unit_id} of task {task_id}",
+    ):
+        yield owner

@@ -28,8 +28,8 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from datatrace_tasks.exceptions import ConfigError
-from datatrace_tasks.heartbeat import Heartbeat
-from datatrace_tasks.settings import LimitSettings
+from datatrace_tasks.heartbeat import renewed
+from datatrace_tasks.settings import DataTraceSettings
 
 log = logging.getLogger("datatrace")
 
@@ -37,14 +37,14 @@ LIMIT_PREFIX = "datatrace-db-"
 _DEFAULT_PORTS = {"mysql": 3306, "mariadb": 3306, "postgresql": 5432, "mssql": 1433}
 
 
-def load_settings() -> LimitSettings:
+def load_settings() -> DataTraceSettings:
     """The limit settings, with every limit checked.
 
     Raises:
         ConfigError: a limit of 0 or less (it would never let a unit run), or bad JSON.
     """
     try:
-        settings = LimitSettings()
+        settings = DataTraceSettings()
     except ValidationError as exc:
         raise ConfigError(f"invalid database limit settings: {exc.errors()[0]['msg']}") from exc
     if settings.db_limit is not None:
@@ -103,7 +103,7 @@ def has_prefect_server() -> bool:
     return bool(get_current_settings().api.url)
 
 
-def prepare_limits(urls: Sequence[str], settings: LimitSettings | None = None) -> list[str]:
+def prepare_limits(urls: Sequence[str], settings: DataTraceSettings | None = None) -> list[str]:
     """The names of the limits a unit of a task with these database URLs must take.
 
     Creates a configured limit that is missing. Returns [] when there is no Prefect
@@ -300,17 +300,11 @@ def database_slots(
         time.sleep(min(max(retry_after, 0.05), MAX_POLL_SECONDS))
     waited = time.monotonic() - started
 
-    def renew() -> bool:
-        if client.renew(lease_id, LEASE_SECONDS):
-            return True
-        log.error("Prefect dropped the slot lease of %s", ", ".join(names))
-        return False
-
-    try:
-        with Heartbeat(LEASE_SECONDS / 3, renew, name="datatrace-slot-lease"):
-            yield waited
-    finally:
-        try:
-            client.release(lease_id)
-        except Exception:
-            log.exception("could not release a slot of %s; its lease expires", ", ".join(names))
+    with renewed(
+        lambda: client.renew(lease_id, LEASE_SECONDS),
+        lambda: client.release(lease_id),
+        every=LEASE_SECONDS / 3,
+        name="datatrace-slot-lease",
+        what=f"the slot lease of {', '.join(names)}",
+    ):
+        yield waited

@@ -10,7 +10,6 @@ from __future__ import annotations
 from datatrace_tasks.live.progress import ProgressMonitor
 from datatrace_tasks.state.cache import UnitCache
 from datatrace_tasks.state.reporter import ProcessFn
-from datatrace_tasks.state.store import Store
 
 
 class TaskManager(UnitCache):
@@ -30,18 +29,8 @@ class TaskManager(UnitCache):
 
     monitor: ProgressMonitor
 
-    def __init__(
-        self,
-        store: Store | None = None,
-        *,
-        monitor: ProgressMonitor | None = None,
-        progress_interval: float | None = None,
-    ) -> None:
-        super().__init__(
-            store,
-            monitor=monitor if monitor is not None else ProgressMonitor(),
-            progress_interval=progress_interval,
-        )
+    def _default_monitor(self) -> ProgressMonitor:
+        return ProgressMonitor()
 
     def execute_auto_mode(
         self,

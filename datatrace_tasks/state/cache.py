@@ -60,7 +60,7 @@ class UnitCache:
     ) -> None:
         settings = DataTraceSettings()
         self.store = store if store is not None else Store(settings.store_url())
-        self.monitor: UnitListener = monitor if monitor is not None else Silent()
+        self.monitor: UnitListener = monitor if monitor is not None else self._default_monitor()
         self.progress_interval = (
             settings.progress_interval if progress_interval is None else progress_interval
         )
@@ -75,6 +75,10 @@ class UnitCache:
         self._paused: set[str] = set()
         self._pause_checked: dict[str, float] = {}
         self._flusher: Heartbeat | None = None
+
+    def _default_monitor(self) -> UnitListener:
+        """The listener when none is given: nobody."""
+        return Silent()
 
     # -- 1. units ------------------------------------------------------------------------
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, or_
 
 from datatrace_tasks.state.models import SyncTaskRow, TaskUnitEventRow, TaskUnitRuntimeRow, utcnow
 from datatrace_tasks.state.units import TaskUnit, UnitStatus, percentage
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -74,47 +78,35 @@ class UnitEvent:
         }
 
 
+def claimable(owner: Any, lapses: Any, claimant: str, now: datetime) -> ColumnElement[bool]:
+    """The same rule in SQL, for one conditional UPDATE: free, already ours, or lapsed.
+
+    `owner` and `lapses` are the lease's columns; the lease has lapsed once `lapses`
+    (a heartbeat plus the lease, or an expiry) is before `now`.
+    """
+    return or_(owner.is_(None), owner == claimant, lapses.is_(None), lapses < now)
+
+
+def _from_row(record: type[R], row: object, **given: Any) -> R:
+    """A record whose fields are the row's columns of the same name, bar those `given`."""
+    values = {
+        f.name: getattr(row, f.name)
+        for f in fields(record)  # type: ignore[arg-type]
+        if f.name not in given and hasattr(row, f.name)
+    }
+    return record(**values, **given)
+
+
 def task_record(row: SyncTaskRow) -> SyncTask:
-    return SyncTask(
-        id=row.id,
-        name=row.name,
-        status=row.status,
-        concurrency=row.concurrency,
-        error_strategy=row.error_strategy,
-        source=row.source,
-        target=row.target,
-        spec=row.spec,
-        message=row.message,
-        pause_requested=row.pause_requested,
-        owner=row.owner,
-        heartbeat_at=row.heartbeat_at,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    """The task a `sync_tasks` row holds."""
+    return _from_row(SyncTask, row)
 
 
 def unit_record(row: TaskUnitRuntimeRow) -> TaskUnit:
-    return TaskUnit(
-        id=row.unit_id,
-        name=row.name,
-        status=UnitStatus(row.status),
-        total_records=row.total_records,
-        processed_records=row.processed_records,
-        error_message=row.error_message,
-        checkpoint=row.checkpoint,
-        attempts=row.attempts,
-    )
+    """The unit a `task_unit_runtimes` row holds (its id is the row's `unit_id`)."""
+    return _from_row(TaskUnit, row, id=row.unit_id, status=UnitStatus(row.status))
 
 
 def event_record(row: TaskUnitEventRow) -> UnitEvent:
-    return UnitEvent(
-        id=row.id,
-        task_id=row.task_id,
-        unit_id=row.unit_id,
-        kind=row.kind,
-        status=row.status,
-        processed_records=row.processed_records,
-        total_records=row.total_records,
-        message=row.message,
-        created_at=row.created_at,
-    )
+    """The event a `task_unit_events` row holds."""
+    return _from_row(UnitEvent, row)

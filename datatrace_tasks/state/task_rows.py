@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from datatrace_tasks.exceptions import (
@@ -24,7 +24,7 @@ from datatrace_tasks.state.models import (
     TaskUnitRuntimeRow,
     utcnow,
 )
-from datatrace_tasks.state.records import SyncTask, task_record
+from datatrace_tasks.state.records import SyncTask, claimable, task_record
 from datatrace_tasks.state.units import EventKind, TaskStatus, UnitStatus
 from datatrace_tasks.urls import mask_url
 
@@ -132,12 +132,7 @@ class TaskRows(StoreConnection):
                 update(SyncTaskRow)
                 .where(
                     SyncTaskRow.id == task_id,
-                    or_(
-                        SyncTaskRow.owner.is_(None),
-                        SyncTaskRow.owner == owner,
-                        SyncTaskRow.heartbeat_at.is_(None),
-                        SyncTaskRow.heartbeat_at < stale,
-                    ),
+                    claimable(SyncTaskRow.owner, SyncTaskRow.heartbeat_at, owner, stale),
                 )
                 .values(owner=owner, heartbeat_at=now)
             ).rowcount  # type: ignore[attr-defined]

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, select, update
 
 from datatrace_tasks.exceptions import TaskNotFound, UnitNotFound
 from datatrace_tasks.state.engine import StoreConnection
@@ -16,7 +16,7 @@ from datatrace_tasks.state.models import (
     TaskUnitRuntimeRow,
     utcnow,
 )
-from datatrace_tasks.state.records import unit_record
+from datatrace_tasks.state.records import claimable, unit_record
 from datatrace_tasks.state.units import EventKind, TaskUnit, UnitStatus, percentage
 
 
@@ -42,11 +42,7 @@ class UnitRows(StoreConnection):
     def unit_row(self, task_id: str, unit_id: str) -> dict[str, Any]:
         """Every column of one unit's runtime row (timestamps, verification included)."""
         with self.session() as s:
-            row = s.scalar(
-                select(TaskUnitRuntimeRow).where(
-                    TaskUnitRuntimeRow.task_id == task_id, TaskUnitRuntimeRow.unit_id == unit_id
-                )
-            )
+            row = s.scalar(select(TaskUnitRuntimeRow).where(*_unit_is(task_id, unit_id)))
             if row is None:
                 raise UnitNotFound(task_id, unit_id)
             return {c.key: getattr(row, c.key) for c in TaskUnitRuntimeRow.__table__.columns}
@@ -76,9 +72,7 @@ class UnitRows(StoreConnection):
         """
         with self.session() as s:
             row = s.scalar(
-                select(TaskUnitRuntimeRow)
-                .where(TaskUnitRuntimeRow.task_id == task_id, TaskUnitRuntimeRow.unit_id == unit_id)
-                .with_for_update()
+                select(TaskUnitRuntimeRow).where(*_unit_is(task_id, unit_id)).with_for_update()
             )
             if row is None:
                 raise UnitNotFound(task_id, unit_id)
@@ -115,24 +109,19 @@ class UnitRows(StoreConnection):
             won = s.execute(
                 update(TaskUnitRuntimeRow)
                 .where(
-                    TaskUnitRuntimeRow.task_id == task_id,
-                    TaskUnitRuntimeRow.unit_id == unit_id,
-                    or_(
-                        TaskUnitRuntimeRow.lease_owner.is_(None),
-                        TaskUnitRuntimeRow.lease_owner == owner,
-                        TaskUnitRuntimeRow.lease_expires_at.is_(None),
-                        TaskUnitRuntimeRow.lease_expires_at < now,
+                    *_unit_is(task_id, unit_id),
+                    claimable(
+                        TaskUnitRuntimeRow.lease_owner,
+                        TaskUnitRuntimeRow.lease_expires_at,
+                        owner,
+                        now,
                     ),
                 )
                 .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds))
             ).rowcount  # type: ignore[attr-defined]
             if won:
                 return True
-            exists = s.scalar(
-                select(TaskUnitRuntimeRow.id).where(
-                    TaskUnitRuntimeRow.task_id == task_id, TaskUnitRuntimeRow.unit_id == unit_id
-                )
-            )
+            exists = s.scalar(select(TaskUnitRuntimeRow.id).where(*_unit_is(task_id, unit_id)))
             if exists is None:
                 raise UnitNotFound(task_id, unit_id)
             return False
@@ -142,7 +131,7 @@ class UnitRows(StoreConnection):
         with self.session() as s:
             row = s.execute(
                 select(TaskUnitRuntimeRow.lease_owner, TaskUnitRuntimeRow.lease_expires_at).where(
-                    TaskUnitRuntimeRow.task_id == task_id, TaskUnitRuntimeRow.unit_id == unit_id
+                    *_unit_is(task_id, unit_id)
                 )
             ).one_or_none()
             if row is None:
@@ -156,8 +145,7 @@ class UnitRows(StoreConnection):
             n = s.execute(
                 update(TaskUnitRuntimeRow)
                 .where(
-                    TaskUnitRuntimeRow.task_id == task_id,
-                    TaskUnitRuntimeRow.unit_id == unit_id,
+                    *_unit_is(task_id, unit_id),
                     TaskUnitRuntimeRow.lease_owner == owner,
                 )
                 .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
@@ -170,8 +158,7 @@ class UnitRows(StoreConnection):
             s.execute(
                 update(TaskUnitRuntimeRow)
                 .where(
-                    TaskUnitRuntimeRow.task_id == task_id,
-                    TaskUnitRuntimeRow.unit_id == unit_id,
+                    *_unit_is(task_id, unit_id),
                     TaskUnitRuntimeRow.lease_owner == owner,
                 )
                 .values(lease_owner=None, lease_expires_at=None)
@@ -188,6 +175,14 @@ class UnitRows(StoreConnection):
                 )
                 .values(status=UnitStatus.PENDING.value, error_message="", updated_at=utcnow())
             )
+
+
+_Row = TaskUnitRuntimeRow
+
+
+def _unit_is(task_id: str, unit_id: str) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """The WHERE terms that pick one unit's row."""
+    return TaskUnitRuntimeRow.task_id == task_id, TaskUnitRuntimeRow.unit_id == unit_id
 
 
 def _unit_event(row: TaskUnitRuntimeRow, kind: EventKind) -> TaskUnitEventRow:
