@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, or_
 
 from datatrace_tasks.state.models import SyncTaskRow, TaskUnitEventRow, TaskUnitRuntimeRow, utcnow
-from datatrace_tasks.state.units import TaskUnit, UnitStatus, percentage
+from datatrace_tasks.state.units import EventKind, TaskStatus, TaskUnit, UnitStatus, percentage
 
 R = TypeVar("R")
 
@@ -20,7 +20,7 @@ class SyncTask:
 
     id: str
     name: str
-    status: str
+    status: TaskStatus
     concurrency: int
     error_strategy: str
     source: str
@@ -50,7 +50,7 @@ class UnitEvent:
     id: int
     task_id: str
     unit_id: str | None
-    kind: str
+    kind: EventKind
     status: str
     processed_records: int
     total_records: int
@@ -99,7 +99,7 @@ def _from_row(record: type[R], row: object, **given: Any) -> R:
 
 def task_record(row: SyncTaskRow) -> SyncTask:
     """The task a `sync_tasks` row holds."""
-    return _from_row(SyncTask, row)
+    return _from_row(SyncTask, row, status=TaskStatus(row.status))
 
 
 def unit_record(row: TaskUnitRuntimeRow) -> TaskUnit:
@@ -109,4 +109,4 @@ def unit_record(row: TaskUnitRuntimeRow) -> TaskUnit:
 
 def event_record(row: TaskUnitEventRow) -> UnitEvent:
     """The event a `task_unit_events` row holds."""
-    return _from_row(UnitEvent, row)
+    return _from_row(UnitEvent, row, kind=EventKind(row.kind))

@@ -98,7 +98,7 @@ class TaskRows(StoreConnection):
             )
             return [task_record(r) for r in rows]
 
-    def set_task_status(self, task_id: str, status: str, message: str = "") -> None:
+    def set_task_status(self, task_id: str, status: TaskStatus, message: str = "") -> None:
         """Record the task's overall status and append a task event."""
         with self.session() as s:
             row = s.get(SyncTaskRow, task_id)
