@@ -77,6 +77,30 @@ class UnitsOut(BaseModel):
     units: list[UnitOut]
 
 
+class UnitRateOut(BaseModel):
+    """The speed of one running unit, as a rollup event carries it."""
+
+    id: str = Field(description="The unit's id.")
+    rows_per_second: float = Field(description="Speed over the last seconds.")
+    eta_seconds: float | None = Field(description="Seconds left at that speed; null: unknown.")
+
+
+class RollupEventOut(BaseModel):
+    """The data of a `rollup` event of a task's stream (asked for with `?rollup=true`)."""
+
+    task_id: str
+    last_event_id: int = Field(
+        description="The stream's watermark when the figures were computed (not an event id)."
+    )
+    rollup: RollupOut
+    units: list[UnitRateOut] = Field(
+        description=(
+            "The running units, the only ones with a speed; a unit not listed has no speed "
+            "and no ETA now."
+        )
+    )
+
+
 class ActionOut(BaseModel):
     """The answer to pause, resume and retry-failed."""
 

@@ -12,9 +12,9 @@ from typing import Any
 from fastapi import APIRouter, status
 
 from api.deps import BroadcasterDep, RunsDep, StoreDep, TaskIdDep
-from api.errors import ActionConflict
 from api.schemas import ActionOut, ErrorOut, RollupOut, TaskDetailOut, TaskOut, UnitsOut
-from datatrace_tasks.live.rollup import task_rollup, unit_rates
+from datatrace_tasks.live.rollup import task_progress
+from datatrace_tasks.orchestration import lifecycle
 from datatrace_tasks.state.store import SyncTask
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
@@ -63,12 +63,10 @@ def list_tasks(store: StoreDep, limit: int = 100) -> list[dict[str, Any]]:
 def get_task(task_id: TaskIdDep, store: StoreDep, runs: RunsDep) -> dict[str, Any]:
     """The task, units by status, rows processed of total, percentage, rows/s and ETA."""
     task = store.get_task(task_id)
-    units = store.load_units(task_id)
-    rollup = task_rollup(task_id, units, unit_rates(store, task_id, units)).to_dict()
-    rollup.pop("task_id")
+    rollup = task_progress(store, task_id).rollup.to_dict()
     return {
         **_task_out(task),
-        "rollup": RollupOut(**rollup),
+        "rollup": RollupOut.model_validate(rollup),
         "running_here": runs.running_here(task_id),
     }
 
@@ -83,26 +81,23 @@ def get_units(task_id: TaskIdDep, store: StoreDep, broadcaster: BroadcasterDep) 
     """Each unit's status, progress, speed, ETA and error, in the task's order."""
     # Read the watermark first: every event up to it is then reflected in the units below.
     last_event_id = broadcaster.last_event_id
-    units = store.load_units(task_id)
-    rates = unit_rates(store, task_id, units)
+    progress = task_progress(store, task_id)
     return {
         "task_id": task_id,
         "last_event_id": last_event_id,
         "units": [
             {
-                "id": u.id,
+                **progress.rates[u.id].to_dict(),
                 "name": u.name,
                 "status": u.status.value,
                 "processed_records": u.processed_records,
                 "total_records": u.total_records,
                 "percentage": round(u.percentage, 2),
-                "rows_per_second": round(rates[u.id].rows_per_second, 1),
-                "eta_seconds": rates[u.id].eta_seconds,
                 "error_message": u.error_message,
                 "attempts": u.attempts,
                 "has_checkpoint": u.checkpoint is not None,
             }
-            for u in units
+            for u in progress.units
         ],
     }
 
@@ -117,10 +112,7 @@ def get_units(task_id: TaskIdDep, store: StoreDep, broadcaster: BroadcasterDep) 
 def pause_task(task_id: TaskIdDep, store: StoreDep) -> dict[str, Any]:
     """Raise the task's pause flag: its running units, in whatever process, stop at their
     next batch with their checkpoint saved; units not started yet do not start."""
-    task = store.get_task(task_id)
-    if task.status != "running":
-        raise ActionConflict(f"task {task_id!r} is {task.status}, not running: nothing to pause")
-    store.set_pause_requested(task_id, True)
+    lifecycle.pause_task(store, task_id)
     return {
         "task_id": task_id,
         "action": "pause",

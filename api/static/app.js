@@ -2,10 +2,11 @@
 // The units snapshot says up to which event id it is current; the stream starts there,
 // so nothing is missed between the two. EventSource reconnects by itself and sends
 // Last-Event-ID; if the server refuses the stream, we reopen it after a pause.
+// Rows/s and ETAs are the server's (its `rollup` events and the REST answers): this
+// page only shows them, it computes none.
 "use strict";
 
-const RATE_WINDOW_MS = 10000;
-const state = { taskId: null, task: null, units: new Map(), samples: new Map(), source: null,
+const state = { taskId: null, task: null, rollup: null, units: new Map(), source: null,
                 reopenTimer: null };
 const $ = (id) => document.getElementById(id);
 
@@ -77,7 +78,7 @@ async function select(taskId) {
   history.replaceState(null, "", `#${encodeURIComponent(taskId)}`);
   for (const li of $("tasks").children) li.classList.toggle("selected", li.dataset.taskId === taskId);
   closeStream();
-  state.units.clear(); state.samples.clear();
+  state.units.clear(); state.rollup = null;
   $("units").replaceChildren();
   notice("");
   await refreshTask();
@@ -111,22 +112,21 @@ async function refreshTask() {
   }
 }
 
+// The task's figures: the stream's latest rollup, or the task detail's until one came.
 function renderSummary() {
   const task = state.task;
   if (!task) return;
-  const units = [...state.units.values()];
-  const processed = units.reduce((a, u) => a + u.processed_records, 0);
-  const total = units.reduce((a, u) => a + Math.max(u.total_records, u.processed_records), 0);
-  const pct = total > 0 ? Math.min(100, (processed / total) * 100) : (task.status === "completed" ? 100 : 0);
-  const rate = units.reduce((a, u) => a + (u.status === "running" ? u.rows_per_second || 0 : 0), 0);
+  const rollup = state.rollup || task.rollup;
+  const total = rollup.total_records;
+  const pct = total > 0 ? rollup.percentage : (task.status === "completed" ? 100 : 0);
   const status = $("task-status");
   status.textContent = task.status; status.className = `badge ${task.status}`;
   $("task-bar").style.width = `${pct}%`;
   $("task-bar").parentElement.className = `bar big ${task.status}`;
-  $("task-bar-label").textContent = `${fmtInt(processed)} / ${fmtInt(total)} · ${pct.toFixed(1)} %`;
-  $("task-rate").textContent = fmtRate(rate);
-  const eta = task.status === "running" && rate > 0 ? (total - processed) / rate : (task.status === "completed" ? 0 : null);
-  $("task-eta").textContent = `ETA ${fmtEta(eta, task.status)}`;
+  $("task-bar-label").textContent = `${fmtInt(rollup.processed_records)} / ${fmtInt(total)} · ${Number(pct).toFixed(1)} %`;
+  $("task-rate").textContent = fmtRate(rollup.rows_per_second);
+  $("task-eta").textContent = `ETA ${fmtEta(rollup.eta_seconds, task.status)}`;
+  const units = [...state.units.values()];
   const running = task.status === "running";
   const failed = units.some((u) => u.status === "failed");
   const unfinished = units.some((u) => u.status !== "completed");
@@ -160,22 +160,6 @@ function renderUnit(unit) {
   row.querySelector(".error").textContent = unit.error_message || "";
 }
 
-// Speed from the events themselves: rows between the first and last progress in the window.
-function updateRate(unit, event) {
-  if (event.status !== "running") { state.samples.delete(unit.id); unit.rows_per_second = 0; return; }
-  const at = Date.parse(event.created_at);
-  const samples = state.samples.get(unit.id) || [];
-  samples.push([at, event.processed_records]);
-  while (samples.length > 2 && at - samples[0][0] > RATE_WINDOW_MS) samples.shift();
-  state.samples.set(unit.id, samples);
-  if (samples.length >= 2) {
-    const [t0, n0] = samples[0], [t1, n1] = samples[samples.length - 1];
-    if (t1 > t0) unit.rows_per_second = Math.max(0, (n1 - n0) / ((t1 - t0) / 1000));
-  }
-  const left = Math.max(0, unit.total_records - unit.processed_records);
-  unit.eta_seconds = unit.rows_per_second > 0 ? left / unit.rows_per_second : null;
-}
-
 function onUnitEvent(message) {
   const event = JSON.parse(message.data);
   if (event.task_id !== state.taskId) return;
@@ -187,9 +171,22 @@ function onUnitEvent(message) {
   unit.percentage = event.percentage;
   if (event.status === "failed") unit.error_message = event.message;
   else if (event.status === "running" || event.status === "completed") unit.error_message = "";
-  if (event.status === "completed") unit.eta_seconds = 0;
-  updateRate(unit, event);
-  renderUnit(unit);
+  renderUnit(unit);  // its rows/s and ETA come with the rollup sent after this batch
+  renderSummary();
+}
+
+// The server's figures as of its event watermark: the task's, and each running unit's.
+function onRollup(message) {
+  const figures = JSON.parse(message.data);
+  if (figures.task_id !== state.taskId) return;
+  state.rollup = figures.rollup;
+  const rates = new Map(figures.units.map((rate) => [rate.id, rate]));
+  for (const unit of state.units.values()) {
+    const rate = rates.get(unit.id);  // a unit not listed has no speed and no ETA now
+    unit.rows_per_second = rate ? rate.rows_per_second : 0;
+    unit.eta_seconds = rate ? rate.eta_seconds : null;
+    renderUnit(unit);
+  }
   renderSummary();
 }
 
@@ -217,13 +214,14 @@ function setStreamState(text, cls) {
 
 function openStream(taskId, lastEventId) {
   closeStream();
-  const url = `/api/tasks/${encodeURIComponent(taskId)}/events?last_event_id=${lastEventId}`;
+  const url = `/api/tasks/${encodeURIComponent(taskId)}/events?last_event_id=${lastEventId}&rollup=true`;
   const source = new EventSource(url, { withCredentials: true });
   state.source = source;
   source.addEventListener("open", () => setStreamState("live", "live"));
   source.addEventListener("heartbeat", () => setStreamState("live", "live"));
   source.addEventListener("unit", onUnitEvent);
   source.addEventListener("task", onTaskEvent);
+  source.addEventListener("rollup", onRollup);
   source.addEventListener("error", () => {
     if (source.readyState === EventSource.CLOSED) {
       setStreamState("disconnected", "down");
@@ -265,6 +263,4 @@ document.addEventListener("DOMContentLoaded", () => {
   $("btn-retry").addEventListener("click", () => act("retry-failed"));
   loadTasks();
   setInterval(loadTasks, 5000);
-  // The rollup (rows/s, ETA) of a running task, from the server every few seconds.
-  setInterval(() => { if (state.taskId && state.task && state.task.status === "running") refreshTask(); }, 3000);
 });

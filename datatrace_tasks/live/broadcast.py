@@ -31,10 +31,11 @@ from functools import partial
 import anyio
 from sqlalchemy import func, select
 
+from datatrace_tasks.exceptions import SubscriberCutOff
 from datatrace_tasks.state.models import TaskUnitEventRow
 from datatrace_tasks.state.store import Store, UnitEvent
 
-__all__ = ["EventBroadcaster", "SubscriberCutOff", "Subscription"]
+__all__ = ["EventBroadcaster", "Subscription"]
 
 log = logging.getLogger("datatrace.broadcast")
 
@@ -67,10 +68,6 @@ class Subscription:
         subscription itself, not both.
         """
         return self._batches
-
-
-class SubscriberCutOff(Exception):
-    """The subscriber fell too far behind and was dropped; it should reconnect and replay."""
 
 
 @dataclass(eq=False)
@@ -130,7 +127,6 @@ class EventBroadcaster:
         self._state = _PollState()
         self._subscribers: set[_Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
 
     @property
     def last_event_id(self) -> int:
@@ -162,10 +158,6 @@ class EventBroadcaster:
                 pass
         for sub in list(self._subscribers):
             self._drop(sub)
-
-    def notify(self) -> None:
-        """Poll now instead of at the next interval (an in-process writer just wrote)."""
-        self._wake.set()
 
     async def poll_once(self) -> int:
         """Read the log above the watermark once and deliver what is final; returns count."""
@@ -296,12 +288,7 @@ class EventBroadcaster:
         failures, count = 0, 0
         while True:
             if count < self.batch:
-                self._wake.clear()
-                delay = self.poll_interval * min(2**failures, 50)
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
-                except TimeoutError:
-                    pass
+                await asyncio.sleep(self.poll_interval * min(2**failures, 50))
             try:
                 count = await self.poll_once()
                 failures = 0

@@ -1,27 +1,38 @@
-"""Task rollups computed from the store, for readers in another process than the job.
+"""Rows per second and ETAs, per unit and per task: the one place they are computed.
 
-`ProgressMonitor.rollup` needs the job's own memory; the side-app usually runs
-elsewhere, so here speed comes from the event log: rows per second of a running unit
-over a moving window of its progress events, and from it an ETA per unit and per task.
-The window ends at the task's newest event, not at this host's clock, so a job on a
-machine whose clock differs still gets a sensible rate.
+Jobs usually run in another process than their readers (the side-app, a dashboard),
+so speed comes from the store's event log, not from anyone's memory: rows per second
+of a running unit over a moving window of its events, and from it an ETA per unit
+and per task. The window ends at the task's newest event, not at this host's clock,
+so a job on a machine whose clock differs still gets a sensible rate, and the same
+log always gives the same figures, whoever asks and whenever.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 
-from datatrace_tasks.live.progress import TaskRollup
 from datatrace_tasks.state.models import TaskUnitEventRow
 from datatrace_tasks.state.store import Store
-from datatrace_tasks.state.units import TaskUnit, UnitStatus
+from datatrace_tasks.state.units import TaskUnit, UnitStatus, percentage
 
-__all__ = ["UnitRate", "last_activity", "task_rollup", "unit_rates"]
+__all__ = [
+    "DEFAULT_WINDOW_SECONDS",
+    "TaskProgress",
+    "TaskRollup",
+    "UnitRate",
+    "task_progress",
+    "task_rollup",
+    "unit_rates",
+]
 
 DEFAULT_WINDOW_SECONDS = 10.0
+
+_Sample = tuple[datetime, int]  # (event time, rows processed then)
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,69 @@ class UnitRate:
     unit_id: str
     rows_per_second: float
     eta_seconds: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, rounded as every API answer shows it."""
+        return {
+            "id": self.unit_id,
+            "rows_per_second": round(self.rows_per_second, 1),
+            "eta_seconds": _rounded(self.eta_seconds),
+        }
+
+
+@dataclass(frozen=True)
+class TaskRollup:
+    """A task at a glance: units by status, rows done of total, speed and ETA."""
+
+    task_id: str
+    units_by_status: dict[str, int]
+    processed_records: int
+    total_records: int
+    rows_per_second: float
+    eta_seconds: float | None
+
+    @property
+    def percentage(self) -> float:
+        """Rows processed of total, in percent."""
+        return percentage(self.processed_records, self.total_records)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "task_id": self.task_id,
+            "units_by_status": self.units_by_status,
+            "processed_records": self.processed_records,
+            "total_records": self.total_records,
+            "percentage": round(self.percentage, 2),
+            "rows_per_second": round(self.rows_per_second, 1),
+            "eta_seconds": _rounded(self.eta_seconds),
+        }
+
+
+@dataclass(frozen=True)
+class TaskProgress:
+    """A task's units as loaded, the speed and ETA of each, and the task's rollup."""
+
+    units: list[TaskUnit]
+    rates: dict[str, UnitRate]
+    rollup: TaskRollup
+
+    def running_rates(self) -> list[UnitRate]:
+        """The rates of the running units (the only ones with a speed), in task order."""
+        return [self.rates[u.id] for u in self.units if u.status is UnitStatus.RUNNING]
+
+
+def task_progress(
+    store: Store, task_id: str, *, window_seconds: float = DEFAULT_WINDOW_SECONDS
+) -> TaskProgress:
+    """Load a task's units and compute each one's rate and the task's rollup.
+
+    Raises:
+        TaskNotFound: no such task (through `Store.load_units`).
+    """
+    units = store.load_units(task_id)
+    rates = unit_rates(store, task_id, units, window_seconds=window_seconds)
+    return TaskProgress(units, rates, task_rollup(task_id, units, rates))
 
 
 def unit_rates(
@@ -51,20 +125,10 @@ def unit_rates(
     samples = _recent_samples(store, task_id, window_seconds)
     rates: dict[str, UnitRate] = {}
     for unit in units:
-        rate = 0.0
-        points = samples.get(unit.id, [])
-        if unit.status is UnitStatus.RUNNING and len(points) >= 2:
-            (t0, n0), (t1, n1) = points[0], points[-1]
-            seconds = (t1 - t0).total_seconds()
-            if seconds > 0:
-                rate = max(0.0, (n1 - n0) / seconds)
+        running = unit.status is UnitStatus.RUNNING
+        rate = _rate(samples.get(unit.id, [])) if running else 0.0
         remaining = max(0, unit.total_records - unit.processed_records)
-        if unit.status is UnitStatus.COMPLETED:
-            eta: float | None = 0.0
-        elif rate > 0:
-            eta = remaining / rate
-        else:
-            eta = None
+        eta = _eta(remaining, rate, finished=unit.status is UnitStatus.COMPLETED)
         rates[unit.id] = UnitRate(unit.id, rate, eta)
     return rates
 
@@ -78,16 +142,11 @@ def task_rollup(task_id: str, units: list[TaskUnit], rates: dict[str, UnitRate])
     total = sum(max(u.total_records, u.processed_records) for u in units)
     rate = sum(r.rows_per_second for r in rates.values())
     remaining = max(0, total - processed)
-    if remaining == 0:
-        eta: float | None = 0.0
-    elif rate > 0:
-        eta = remaining / rate
-    else:
-        eta = None
+    eta = _eta(remaining, rate, finished=remaining == 0)
     return TaskRollup(task_id, by_status, processed, total, rate, eta)
 
 
-def last_activity(store: Store, task_id: str) -> datetime | None:
+def _last_activity(store: Store, task_id: str) -> datetime | None:
     """When the task last wrote an event (naive UTC), or None if it never did."""
     with store.session() as s:
         return s.scalar(
@@ -95,11 +154,29 @@ def last_activity(store: Store, task_id: str) -> datetime | None:
         )
 
 
-def _recent_samples(
-    store: Store, task_id: str, window_seconds: float
-) -> dict[str, list[tuple[datetime, int]]]:
+def _rate(points: list[_Sample]) -> float:
+    """Rows per second between the first and the last sample; 0 when unmeasurable."""
+    if len(points) < 2:
+        return 0.0
+    (t0, n0), (t1, n1) = points[0], points[-1]
+    seconds = (t1 - t0).total_seconds()
+    return max(0.0, (n1 - n0) / seconds) if seconds > 0 else 0.0
+
+
+def _eta(remaining: int, rate: float, *, finished: bool) -> float | None:
+    """Seconds left: 0 when finished, remaining / rate at a known speed, else unknown."""
+    if finished:
+        return 0.0
+    return remaining / rate if rate > 0 else None
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
+
+
+def _recent_samples(store: Store, task_id: str, window_seconds: float) -> dict[str, list[_Sample]]:
     """(time, processed) of each unit's events in the window ending at the newest one."""
-    newest = last_activity(store, task_id)
+    newest = _last_activity(store, task_id)
     if newest is None:
         return {}
     since = newest - timedelta(seconds=window_seconds)
@@ -117,7 +194,7 @@ def _recent_samples(
             )
             .order_by(TaskUnitEventRow.id)
         ).all()
-    samples: dict[str, list[tuple[datetime, int]]] = {}
+    samples: dict[str, list[_Sample]] = {}
     for unit_id, at, processed in rows:
         samples.setdefault(str(unit_id), []).append((at, int(processed)))
     return samples

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from datatrace_tasks.live.broadcast import EventBroadcaster, SubscriberCutOff
+from datatrace_tasks.exceptions import SubscriberCutOff
+from datatrace_tasks.live.broadcast import EventBroadcaster
 from datatrace_tasks.state.models import TaskUnitEventRow, utcnow
 from datatrace_tasks.state.store import Store, UnitEvent
 

@@ -12,7 +12,8 @@ import pytest
 from datatrace_tasks.orchestration.manager import TaskManager
 from datatrace_tasks.state.store import Store
 from datatrace_tasks.state.units import UnitStatus
-from tests.api.helpers import DEADLINE, Serve, wait_until
+from tests.api.helpers import DEADLINE, LiveServer, Serve, wait_until
+from tests.test_progress import pace_events
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -80,6 +81,31 @@ def _percentage(page: object, unit: str) -> float:
     return float(row.get_attribute("data-percentage"))
 
 
+def _shows_the_servers_figures(page: object, live: LiveServer, store: Store, task_id: str) -> None:
+    """Re-time the orders' events to exactly 1,500 rows/s and check the page shows the
+    server's rows/s and ETAs, which it computes from the log, not from what it received.
+
+    orders: 30,000 rows 8 s ago to 42,000 now, 18,000 left: 12 s. The task: only orders
+    runs, 234,000 of 363,000 rows left: 156 s.
+    """
+    pace_events(store, task_id, "orders", 1500.0)
+    store.set_task_status(task_id, "running", "5 units to run")  # an event: a new rollup
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "document.querySelector('#task-rate').textContent === '1,500/s'"
+    )
+    with live.client(headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        units = client.get(f"/api/tasks/{task_id}/units").json()["units"]
+    orders = next(u for u in units if u["id"] == "orders")
+    assert (orders["rows_per_second"], orders["eta_seconds"]) == (1500.0, 12.0)
+    row = page.locator('#units tr[data-unit-id="orders"]')  # type: ignore[attr-defined]
+    assert (row.locator(".rate").inner_text(), row.locator(".eta").inner_text()) == (
+        "1,500/s",
+        "12s",
+    )
+    assert page.inner_text("#task-eta") == "ETA 2m 36s"  # type: ignore[attr-defined]
+    assert "129,000 / 363,000" in page.inner_text("#task-bar-label")  # type: ignore[attr-defined]
+
+
 class TestDashboard:
     """A person watching a running task in the browser."""
 
@@ -110,6 +136,7 @@ class TestDashboard:
             assert "42,000 / 60,000" in page.inner_text('#units tr[data-unit-id="orders"]')
             assert "Duplicate entry" in page.inner_text('#units tr[data-unit-id="order_items"]')
             assert "hunter2" not in page.content()
+            _shows_the_servers_figures(page, live, store, task_id)
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
             shutil.copy(SCREENSHOT, tmp_path / "dashboard.png")

@@ -7,7 +7,14 @@ import threading
 from datatrace_tasks.orchestration.manager import TaskManager
 from datatrace_tasks.state.store import Store
 from datatrace_tasks.state.units import UnitStatus
-from tests.api.helpers import DEADLINE, Serve, SseMessage, sse_messages, wait_until
+from tests.api.helpers import (
+    DEADLINE,
+    LiveServer,
+    Serve,
+    SseMessage,
+    sse_messages,
+    wait_until,
+)
 
 
 def _job(manager: TaskManager, task_id: str, steps: range, *, final: bool) -> None:
@@ -118,6 +125,67 @@ class TestReplay:
         assert int(event.id or -1) > int(hello.json["last_event_id"])
 
 
+class TestRollupEvents:
+    """`?rollup=true`: the server's rows/s and ETA ride along, never moving Last-Event-ID."""
+
+    @staticmethod
+    def _read(live: LiveServer, task_id: str, headers: dict[str, str]) -> list[SseMessage]:
+        """A rollup stream's messages, heartbeats left out, up to the rollup after the end."""
+        got: list[SseMessage] = []
+        url = f"/api/tasks/{task_id}/events"
+        with (
+            live.client() as client,
+            client.stream("GET", url, params={"rollup": "true"}, headers=headers) as response,
+        ):
+            for message in sse_messages(response.iter_lines()):
+                if message.event != "heartbeat":
+                    got.append(message)
+                if message.event == "rollup" and any(_is_end(m) for m in got):
+                    break
+        return got
+
+    def test_rollups_follow_batches_and_replay_stays_exact(
+        self, serve: Serve, store_url: str, store: Store, fast_manager: TaskManager
+    ) -> None:
+        """A rollup (no id) comes on connect and after each batch; the events around them
+        are the log exactly, from the start and after a Last-Event-ID."""
+        task_id = fast_manager.create_task("job", ["a", "b"], totals={"a": 300, "b": 150})
+        _job(fast_manager, task_id, range(0, 5), final=True)
+        live = serve(store_url)
+        log = [e.id for e in store.events_after(0, task_id=task_id)]
+        whole = self._read(live, task_id, {"Last-Event-ID": "0"})
+        resumed = self._read(live, task_id, {"Last-Event-ID": str(log[6])})
+        for messages, expected in ((whole, log), (resumed, log[7:])):
+            assert messages[0].event == "rollup"  # on connect, before any event
+            assert [int(m.id or -1) for m in messages if m.event != "rollup"] == expected
+            rollups = [m for m in messages if m.event == "rollup"]
+            assert all(m.id is None and m.json["task_id"] == task_id for m in rollups)
+        final = whole[-1].json
+        assert final["rollup"]["units_by_status"]["completed"] == 2
+        assert (final["rollup"]["processed_records"], final["rollup"]["total_records"]) == (75, 450)
+        assert (final["rollup"]["rows_per_second"], final["units"]) == (0.0, [])  # none running
+        assert final["last_event_id"] >= log[-1]
+
+    def test_running_units_carry_their_speed(
+        self, serve: Serve, store_url: str, fast_manager: TaskManager
+    ) -> None:
+        """A rollup lists each running unit with the server's rows/s and ETA."""
+        task_id = fast_manager.create_task("job", ["a", "b"], totals={"a": 300, "b": 150})
+        _job(fast_manager, task_id, range(0, 3), final=False)
+        live = serve(store_url)
+        with (
+            live.client() as client,
+            client.stream("GET", f"/api/tasks/{task_id}/events?rollup=true") as response,
+        ):
+            messages = sse_messages(response.iter_lines())
+            rollup = next(m for m in messages if m.event == "rollup").json
+        with live.client() as client:
+            units = client.get(f"/api/tasks/{task_id}/units").json()["units"]
+        expected = [{k: u[k] for k in ("id", "rows_per_second", "eta_seconds")} for u in units]
+        assert rollup["units"] == expected
+        assert rollup["rollup"]["units_by_status"]["running"] == 2
+
+
 class TestAllTasks:
     """GET /api/events streams every task; a task's stream only its own."""
 
@@ -171,7 +239,7 @@ class TestHeartbeat:
 
     def test_idle_stream_sends_heartbeats(self, serve: Serve, store_url: str) -> None:
         """With nothing happening, `heartbeat` events (without an id) keep coming."""
-        from api.settings import ApiSettings
+        from datatrace_tasks.settings import ApiSettings
 
         live = serve(store_url, settings=ApiSettings(ping_seconds=0.2))
         with live.client() as client, client.stream("GET", "/api/events") as response:

@@ -8,6 +8,7 @@ from datatrace_tasks.orchestration.manager import TaskManager
 from datatrace_tasks.state.store import Store
 from datatrace_tasks.state.units import UnitStatus
 from tests.api.helpers import Serve
+from tests.test_progress import pace_events
 
 
 def _running_task(manager: TaskManager) -> str:
@@ -87,6 +88,21 @@ class TestListAndDetail:
         assert units["items"]["error_message"] == "IntegrityError: duplicate key 7"
         assert units["views"]["status"] == "pending"
         assert 0 <= body["last_event_id"] <= live.broadcaster.last_event_id
+
+    def test_rates_are_the_event_logs(
+        self, serve: Serve, store_url: str, store: Store, fast_manager: TaskManager
+    ) -> None:
+        """Units and detail show the speed and ETA the event log gives, rounded alike."""
+        task_id = _running_task(fast_manager)
+        pace_events(store, task_id, "orders", 5.0)  # 0 rows 20 s ago ... 100 rows now
+        with serve(store_url).client() as client:
+            units = {u["id"]: u for u in client.get(f"/api/tasks/{task_id}/units").json()["units"]}
+            rollup = client.get(f"/api/tasks/{task_id}").json()["rollup"]
+        # The 10 s window holds the events at 60 (8 s ago) and 100 rows: 40 rows in 8 s.
+        assert (units["orders"]["rows_per_second"], units["orders"]["eta_seconds"]) == (5.0, 20.0)
+        assert (rollup["rows_per_second"], rollup["eta_seconds"]) == (5.0, 32.0)
+        assert units["views"]["rows_per_second"] == 0.0
+        assert units["views"]["eta_seconds"] is None
 
     def test_openapi_documents_every_route(self, serve: Serve, store_url: str) -> None:
         """The OpenAPI document lists every route, with response models for the REST ones."""
@@ -171,17 +187,16 @@ class TestPause:
 class TestResumeRefusals:
     """Resume and retry-failed refuse, with 409, what cannot or need not run."""
 
-    def test_resume_running_elsewhere_is_409(
+    def test_running_status_without_a_live_lease_is_not_refused(
         self, serve: Serve, store_url: str, fast_manager: TaskManager
     ) -> None:
-        """A task another process is running (fresh events) is not started a second time."""
+        """Liveness is the lease alone: a task that says `running`, with fresh events, but
+        whose runner holds no lease (it died and its lease lapsed) may be taken over."""
         task_id = _running_task(fast_manager)
         with serve(store_url).client() as client:
             resume = client.post(f"/api/tasks/{task_id}/resume")
-            retry = client.post(f"/api/tasks/{task_id}/retry-failed")
-        assert resume.status_code == 409
-        assert retry.status_code == 409
-        assert "another process" in resume.json()["detail"]
+        assert resume.status_code == 422  # past the liveness check: it has no job file to run
+        assert "job file" in resume.json()["detail"]
 
     def test_resume_of_a_task_under_a_live_lease_is_409(
         self, serve: Serve, store_url: str, fast_manager: TaskManager
