@@ -87,18 +87,18 @@ class ApiSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DATATRACE_API_", extra="ignore")
 
-    token: SecretStr | None = Field(
-        default=None,
-        description=(
-            "When set, every route (page, REST, streams, docs) requires it: as "
-            "`Authorization: Bearer <token>`, or the cookie set by opening `/?token=<token>`."
-        ),
-    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description=(
             "Origins allowed to call the API from a browser (JSON list). Empty: same origin "
             "only. `*` is refused because the API accepts credentials."
+        ),
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "When set, every route (page, REST, streams, docs) requires it: as "
+            "`Authorization: Bearer <token>`, or the cookie set by opening `/?token=<token>`."
         ),
     )
     poll_interval: float = Field(

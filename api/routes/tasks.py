@@ -120,13 +120,15 @@ def pause_task(task_id: TaskIdDep, store: StoreDep) -> dict[str, Any]:
     }
 
 
-@router.post(
-    "/{task_id}/resume",
-    response_model=ActionOut,
-    status_code=status.HTTP_202_ACCEPTED,
-    responses={**_NOT_FOUND, **_CONFLICT, 422: {"model": ErrorOut}},
-    summary="Run the task's unfinished units again",
-)
+# What starting a run can answer: accepted, or no such task, a conflict, a job gone.
+_START: dict[str, Any] = {
+    "response_model": ActionOut,
+    "status_code": status.HTTP_202_ACCEPTED,
+    "responses": {**_NOT_FOUND, **_CONFLICT, 422: {"model": ErrorOut}},
+}
+
+
+@router.post("/{task_id}/resume", summary="Run the task's unfinished units again", **_START)
 def resume_task(task_id: TaskIdDep, runs: RunsDep) -> dict[str, Any]:
     """Start the task's paused, failed and pending units in this app, from their
     checkpoints; 409 when it is already running here or elsewhere."""
@@ -135,11 +137,7 @@ def resume_task(task_id: TaskIdDep, runs: RunsDep) -> dict[str, Any]:
 
 
 @router.post(
-    "/{task_id}/retry-failed",
-    response_model=ActionOut,
-    status_code=status.HTTP_202_ACCEPTED,
-    responses={**_NOT_FOUND, **_CONFLICT, 422: {"model": ErrorOut}},
-    summary="Reset the failed units and run the task again",
+    "/{task_id}/retry-failed", summary="Reset the failed units and run the task again", **_START
 )
 def retry_failed(task_id: TaskIdDep, runs: RunsDep) -> dict[str, Any]:
     """Make the failed units pending again (they keep their checkpoints) and run the task;

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from datatrace_tasks.state.models import TaskUnitEventRow
 from datatrace_tasks.state.store import Store
-from datatrace_tasks.state.units import TaskUnit, UnitStatus, percentage
+from datatrace_tasks.state.units import Progress, TaskUnit, UnitStatus
 
 __all__ = [
     "DEFAULT_WINDOW_SECONDS",
@@ -53,7 +53,7 @@ class UnitRate:
 
 
 @dataclass(frozen=True)
-class TaskRollup:
+class TaskRollup(Progress):
     """A task at a glance: units by status, rows done of total, speed and ETA."""
 
     task_id: str
@@ -63,22 +63,12 @@ class TaskRollup:
     rows_per_second: float
     eta_seconds: float | None
 
-    @property
-    def percentage(self) -> float:
-        """Rows processed of total, in percent."""
-        return percentage(self.processed_records, self.total_records)
-
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "task_id": self.task_id,
-            "units_by_status": self.units_by_status,
-            "processed_records": self.processed_records,
-            "total_records": self.total_records,
-            "percentage": round(self.percentage, 2),
-            "rows_per_second": round(self.rows_per_second, 1),
-            "eta_seconds": _rounded(self.eta_seconds),
-        }
+        """JSON-ready form, figures rounded as the page shows them."""
+        data = self.progress_dict()
+        data["rows_per_second"] = round(self.rows_per_second, 1)
+        data["eta_seconds"] = _rounded(self.eta_seconds)
+        return data
 
 
 @dataclass(frozen=True)

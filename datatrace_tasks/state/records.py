@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, or_
 
 from datatrace_tasks.state.models import SyncTaskRow, TaskUnitEventRow, TaskUnitRuntimeRow, utcnow
-from datatrace_tasks.state.units import EventKind, TaskStatus, TaskUnit, UnitStatus, percentage
+from datatrace_tasks.state.units import EventKind, Progress, TaskStatus, TaskUnit, UnitStatus
 
 R = TypeVar("R")
 
@@ -44,7 +44,7 @@ class SyncTask:
 
 
 @dataclass(frozen=True)
-class UnitEvent:
+class UnitEvent(Progress):
     """One entry of the event log."""
 
     id: int
@@ -57,25 +57,11 @@ class UnitEvent:
     message: str
     created_at: datetime
 
-    @property
-    def percentage(self) -> float:
-        """Progress at the time of the event."""
-        return percentage(self.processed_records, self.total_records)
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as streamed to browsers."""
-        return {
-            "id": self.id,
-            "task_id": self.task_id,
-            "unit_id": self.unit_id,
-            "kind": self.kind,
-            "status": self.status,
-            "processed_records": self.processed_records,
-            "total_records": self.total_records,
-            "percentage": round(self.percentage, 2),
-            "message": self.message,
-            "created_at": self.created_at.isoformat() + "Z",
-        }
+        data = self.progress_dict()
+        data["created_at"] = self.created_at.isoformat() + "Z"
+        return data
 
 
 def claimable(owner: Any, lapses: Any, claimant: str, now: datetime) -> ColumnElement[bool]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -77,5 +77,24 @@ class TaskUnit:
         """A JSON-ready view, as the store, the monitor and the API show it."""
         data = asdict(self)
         data["status"] = self.status.value
+        data["percentage"] = round(self.percentage, 2)
+        return data
+
+
+class Progress:
+    """Rows processed of total and the percentage they make: events and rollups have them."""
+
+    processed_records: int
+    total_records: int
+
+    @property
+    def percentage(self) -> float:
+        """Rows processed of total, in percent."""
+        return percentage(self.processed_records, self.total_records)
+
+    def progress_dict(self) -> dict[str, Any]:
+        """The record's fields and its rounded percentage (a dataclass's, JSON-ready)."""
+        assert is_dataclass(self) and not isinstance(self, type)
+        data = asdict(self)
         data["percentage"] = round(self.percentage, 2)
         return data
