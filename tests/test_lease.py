@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -9,6 +14,7 @@ import pytest
 from datatrace_tasks.exceptions import TaskAlreadyRunning, UnitAlreadyRunning
 from datatrace_tasks.orchestration.lease import task_lease, unit_lease
 from datatrace_tasks.orchestration.manager import TaskManager
+from datatrace_tasks.state.leases import holder_is_gone, holder_name
 from datatrace_tasks.state.store import Store
 
 
@@ -109,3 +115,71 @@ class TestUnitLeaseWait:
         with unit_lease(store, task_id, "a", lease_seconds=30, owner="run-1") as owner:
             assert owner == "run-1"
         assert store.unit_lease_owner(task_id, "a") is None
+
+
+def _holder_process() -> subprocess.Popen[bytes]:
+    """A real process of this host to hold leases, so a test can kill -9 it."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+
+
+class TestGoneHolders:
+    """A holder on this host whose process is gone is dead at once; others wait out the lease."""
+
+    def test_task_of_a_killed_local_runner_is_taken_over_at_once(self, store: Store) -> None:
+        """Refused while the holder lives; after kill -9 of it, claimed at once (no expiry)."""
+        task_id = store.create_task(name="t", units=[("a", "a")])
+        proc = _holder_process()
+        holder = f"{socket.gethostname()}:{proc.pid}:abc123"
+        try:
+            store.claim_task(task_id, holder, lease_seconds=300)
+            with pytest.raises(TaskAlreadyRunning, match=holder):
+                store.claim_task(task_id, holder_name(), lease_seconds=300)
+            assert store.get_task(task_id).lease_is_live(300)
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        assert not store.get_task(task_id).lease_is_live(300)
+        mine = holder_name()
+        store.claim_task(task_id, mine, lease_seconds=300)
+        assert store.get_task(task_id).owner == mine
+
+    def test_unit_of_a_killed_local_runner_is_taken_over_at_once(self, store: Store) -> None:
+        """A unit lease held by a killed local process is claimed at once, a live one is not."""
+        task_id = store.create_task(name="t", units=[("a", "a")])
+        proc = _holder_process()
+        holder = f"{socket.gethostname()}:{proc.pid}:abc123"
+        try:
+            assert store.claim_unit(task_id, "a", holder, lease_seconds=300)
+            assert not store.claim_unit(task_id, "a", holder_name(), lease_seconds=300)
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        mine = holder_name()
+        assert store.claim_unit(task_id, "a", mine, lease_seconds=300)
+        assert store.unit_lease_owner(task_id, "a") == mine
+
+    def test_unreaped_zombie_counts_as_gone(self) -> None:
+        """A killed child its parent has not waited for yet holds nothing any more."""
+        proc = _holder_process()
+        holder = f"{socket.gethostname()}:{proc.pid}:abc123"
+        assert not holder_is_gone(holder)
+        os.kill(proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not holder_is_gone(holder) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        try:
+            assert holder_is_gone(holder)
+        finally:
+            proc.wait()
+
+    @pytest.mark.parametrize(
+        "holder",
+        ["another-host:1:abc123", "not-a-holder-name", f"{socket.gethostname()}:notapid:abc"],
+    )
+    def test_a_remote_or_unreadable_holder_is_never_judged_gone(self, holder: str) -> None:
+        """Only the heartbeat can tell about a runner on another host (or an odd name)."""
+        assert not holder_is_gone(holder)
+
+    def test_this_process_is_never_gone(self) -> None:
+        """A claim made by this very process is alive."""
+        assert not holder_is_gone(holder_name())

@@ -16,12 +16,13 @@ from prefect.tasks import exponential_backoff
 from datatrace_tasks.exceptions import UnitPaused
 from datatrace_tasks.orchestration.artifacts import progress_artifact, summary_artifact
 from datatrace_tasks.orchestration.hooks import unit_hooks
-from datatrace_tasks.orchestration.lease import runner_name, task_lease, unit_lease
+from datatrace_tasks.orchestration.lease import task_lease, unit_lease
 from datatrace_tasks.orchestration.limits import database_slots, load_settings, prepare_limits
 from datatrace_tasks.orchestration.retry import retryable
 from datatrace_tasks.orchestration.scaleout import ManagerHandle, manager_handle, task_runner_for
 from datatrace_tasks.orchestration.stopping import cancel_watch
 from datatrace_tasks.state.cache import UnitCache
+from datatrace_tasks.state.leases import holder_name
 from datatrace_tasks.state.reporter import UnitReporter
 from datatrace_tasks.state.units import TaskStatus, UnitStatus
 
@@ -62,7 +63,7 @@ def run_units(
             return 0
         names = {u.id: u.name for u in todo}
         unit_task = _unit_task(
-            _unit_body(handle, task_id, process_fn, limit_names, runner_name()),
+            _unit_body(handle, task_id, process_fn, limit_names, holder_name()),
             unit_hooks(handle.get, task_id, strategy),
             retries=retries,
             retry_delay_seconds=retry_delay_seconds,

@@ -9,23 +9,16 @@ conditional UPDATE and renewed by a background thread while the work runs.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from datatrace_tasks.exceptions import DatabaseUnreachable, UnitAlreadyRunning
 from datatrace_tasks.heartbeat import renewed
+from datatrace_tasks.state.leases import holder_name
 from datatrace_tasks.state.store import Store
 
 log = logging.getLogger("datatrace")
-
-
-def runner_name() -> str:
-    """`host:pid:nonce`, unique per claim, readable in the refusal a second runner gets."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 @contextmanager
@@ -35,7 +28,7 @@ def task_lease(store: Store, task_id: str, *, lease_seconds: float) -> Iterator[
     Raises:
         TaskAlreadyRunning: another runner's lease is fresh.
     """
-    owner = runner_name()
+    owner = holder_name()
     store.claim_task(task_id, owner, lease_seconds=lease_seconds)
 
     with renewed(
@@ -84,7 +77,7 @@ def unit_lease(
     Raises:
         UnitAlreadyRunning: another runner's lease on the unit is still live.
     """
-    owner = owner or runner_name()
+    owner = owner or holder_name()
     deadline = time.monotonic() + wait_seconds
     while not _try_claim(store, task_id, unit_id, owner, lease_seconds, deadline):
         stopping = should_stop is not None and should_stop()

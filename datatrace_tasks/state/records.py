@@ -6,8 +6,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, or_
-
+from datatrace_tasks.state.leases import holder_is_gone
 from datatrace_tasks.state.models import SyncTaskRow, TaskUnitEventRow, TaskUnitRuntimeRow, utcnow
 from datatrace_tasks.state.units import EventKind, Progress, TaskStatus, TaskUnit, UnitStatus
 
@@ -34,11 +33,12 @@ class SyncTask:
     updated_at: datetime
 
     def lease_is_live(self, lease_seconds: float, *, now: datetime | None = None) -> bool:
-        """The one liveness rule: a runner holds the task and beat within the lease.
+        """The one liveness rule: a runner holds the task, beat within the lease, and is
+        not a process of this host that is gone (`leases.holder_is_gone`).
 
         `Store.claim_task` applies the same rule in its conditional UPDATE.
         """
-        if self.owner is None or self.heartbeat_at is None:
+        if self.owner is None or self.heartbeat_at is None or holder_is_gone(self.owner):
             return False
         return (now or utcnow()) - self.heartbeat_at < timedelta(seconds=lease_seconds)
 
@@ -62,15 +62,6 @@ class UnitEvent(Progress):
         data = self.progress_dict()
         data["created_at"] = self.created_at.isoformat() + "Z"
         return data
-
-
-def claimable(owner: Any, lapses: Any, claimant: str, now: datetime) -> ColumnElement[bool]:
-    """The same rule in SQL, for one conditional UPDATE: free, already ours, or lapsed.
-
-    `owner` and `lapses` are the lease's columns; the lease has lapsed once `lapses`
-    (a heartbeat plus the lease, or an expiry) is before `now`.
-    """
-    return or_(owner.is_(None), owner == claimant, lapses.is_(None), lapses < now)
 
 
 def _from_row(record: type[R], row: object, **given: Any) -> R:

@@ -17,6 +17,7 @@ from datatrace_tasks.exceptions import (
     TaskNotFound,
 )
 from datatrace_tasks.state.engine import StoreConnection
+from datatrace_tasks.state.leases import claimable, holder_is_gone
 from datatrace_tasks.state.models import (
     UNIT_ID_LENGTH,
     SyncTaskRow,
@@ -24,7 +25,7 @@ from datatrace_tasks.state.models import (
     TaskUnitRuntimeRow,
     utcnow,
 )
-from datatrace_tasks.state.records import SyncTask, claimable, task_record
+from datatrace_tasks.state.records import SyncTask, task_record
 from datatrace_tasks.state.units import EventKind, TaskStatus, UnitStatus
 from datatrace_tasks.urls import mask_url
 
@@ -119,7 +120,8 @@ class TaskRows(StoreConnection):
 
         One conditional UPDATE decides, so two runners racing on one store cannot
         both win. A crashed runner stops renewing; its lease expires and the task
-        can be claimed (and its stale `running` units resumed) again.
+        can be claimed (and its stale `running` units resumed) again. A holder that is
+        a process of this host that no longer exists is taken over at once.
 
         Raises:
             TaskNotFound: no such task.
@@ -141,6 +143,14 @@ class TaskRows(StoreConnection):
             row = s.get(SyncTaskRow, task_id)
             if row is None:
                 raise TaskNotFound(task_id)
+            if row.owner is not None and holder_is_gone(row.owner):
+                took = s.execute(
+                    update(SyncTaskRow)
+                    .where(SyncTaskRow.id == task_id, SyncTaskRow.owner == row.owner)
+                    .values(owner=owner, heartbeat_at=now)
+                ).rowcount  # type: ignore[attr-defined]
+                if took:
+                    return
             seen = f"{row.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if row.heartbeat_at else "never"
             raise TaskAlreadyRunning(
                 f"sync task {task_id!r} is already running in {row.owner} "

@@ -10,13 +10,14 @@ from sqlalchemy import ColumnElement, select, update
 
 from datatrace_tasks.exceptions import TaskNotFound, UnitNotFound
 from datatrace_tasks.state.engine import StoreConnection
+from datatrace_tasks.state.leases import claimable, holder_is_gone
 from datatrace_tasks.state.models import (
     SyncTaskRow,
     TaskUnitEventRow,
     TaskUnitRuntimeRow,
     utcnow,
 )
-from datatrace_tasks.state.records import claimable, unit_record
+from datatrace_tasks.state.records import unit_record
 from datatrace_tasks.state.units import EventKind, TaskUnit, UnitStatus, percentage
 
 
@@ -99,32 +100,32 @@ class UnitRows(StoreConnection):
         """Take the unit's lease for `owner` unless another owner's lease is unexpired.
 
         One conditional UPDATE decides, so runners on several hosts sharing one store
-        never both win the same unit; a crashed runner's lease simply expires.
+        never both win the same unit; a crashed runner's lease simply expires, and one
+        held by a process of this host that no longer exists is taken over at once.
 
         Raises:
             UnitNotFound: the task has no such unit.
         """
         now = utcnow()
         with self.session() as s:
-            won = s.execute(
-                update(TaskUnitRuntimeRow)
-                .where(
-                    *_unit_is(task_id, unit_id),
-                    claimable(
-                        TaskUnitRuntimeRow.lease_owner,
-                        TaskUnitRuntimeRow.lease_expires_at,
-                        owner,
-                        now,
-                    ),
-                )
-                .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds))
-            ).rowcount  # type: ignore[attr-defined]
-            if won:
+            lease = {
+                "lease_owner": owner,
+                "lease_expires_at": now + timedelta(seconds=lease_seconds),
+            }
+            free = claimable(_Row.lease_owner, _Row.lease_expires_at, owner, now)
+            won = s.execute(update(_Row).where(*_unit_is(task_id, unit_id), free).values(**lease))
+            if won.rowcount:  # type: ignore[attr-defined]
                 return True
-            exists = s.scalar(select(TaskUnitRuntimeRow.id).where(*_unit_is(task_id, unit_id)))
-            if exists is None:
+            holder = s.execute(
+                select(_Row.id, _Row.lease_owner).where(*_unit_is(task_id, unit_id))
+            ).one_or_none()
+            if holder is None:
                 raise UnitNotFound(task_id, unit_id)
-            return False
+            if holder.lease_owner is None or not holder_is_gone(holder.lease_owner):
+                return False
+            gone = _Row.lease_owner == holder.lease_owner
+            took = s.execute(update(_Row).where(*_unit_is(task_id, unit_id), gone).values(**lease))
+            return bool(took.rowcount)  # type: ignore[attr-defined]
 
     def unit_lease_owner(self, task_id: str, unit_id: str) -> str | None:
         """Who holds the unit's lease now (None when free or expired)."""

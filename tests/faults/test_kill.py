@@ -76,3 +76,23 @@ def test_kill_9_then_resume_is_exact(seed: int, schemas: Schemas, cli: Cli, tmp_
         f" resume: 0 lost, 0 duplicates, {recopy:,} rows re-copied"
         f" (bound {recopy_bound(options):,})"
     )
+
+
+def test_resume_after_kill_9_takes_over_at_once(schemas: Schemas, cli: Cli, tmp_path: Path) -> None:
+    """With a lease of 5 minutes, `resume` right after a kill -9 of the runner on this host
+    is not refused: the dead holder's task and unit leases are taken over at once."""
+    cli.extra_env["DATATRACE_LEASE_SECONDS"] = "300"
+    job = write_job(tmp_path / "job.yaml", schemas, concurrency=3, batch_size=2000)
+    proc, out = cli.start("run", str(job))
+    task_id = wait_for_task_id(out, proc)
+    wait_for_progress(cli, task_id, proc, SOURCE_ROWS // 4)
+    assert proc.poll() is None, "the run finished before the kill"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert any(row["status"] == "running" for row in cli.units(task_id).values())
+
+    started = time.monotonic()
+    code, text = cli.run("resume", task_id)  # one try: no waiting out the lease
+    assert code == 0, text
+    assert time.monotonic() - started < 300, "resume waited for the dead runner's lease"
+    assert table_state(schemas.target) == table_state(schemas.source)

@@ -1,0 +1,65 @@
+"""Who holds a lease, and whether that holder still lives: the one liveness rule.
+
+A lease holder is named `host:pid:nonce`. A lease is live while its holder renews
+it (the heartbeat is younger than the lease), except that a holder on this host
+whose process is gone (kill -9, a crash, a reboot's leftovers) is dead at once:
+nobody has to wait out its lease. A holder on another host can only be judged by
+its heartbeat.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import ColumnElement, or_
+
+
+def holder_name() -> str:
+    """`host:pid:nonce`, unique per claim, readable in the refusal a second runner gets."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def holder_is_gone(holder: str) -> bool:
+    """True when `holder` names a process of this host that no longer exists.
+
+    A pid taken again by another process reads as alive: the lease is then waited
+    out as for a remote holder, which is slower but never wrong.
+    """
+    parts = holder.split(":")
+    if len(parts) < 3 or not parts[-2].isdigit():
+        return False
+    host, pid = ":".join(parts[:-2]), int(parts[-2])
+    if host != socket.gethostname() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's live process
+        return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed process its parent has not reaped yet: it holds nothing any more."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def claimable(owner: Any, lapses: Any, claimant: str, now: datetime) -> ColumnElement[bool]:
+    """The rule in SQL, for one conditional UPDATE: free, already ours, or lapsed.
+
+    `owner` and `lapses` are the lease's columns; the lease has lapsed once `lapses`
+    (a heartbeat plus the lease, or an expiry) is before `now`. A holder that is gone
+    from this host is taken over separately (`holder_is_gone`), by an UPDATE that
+    names it.
+    """
+    return or_(owner.is_(None), owner == claimant, lapses.is_(None), lapses < now)
