@@ -15,7 +15,7 @@ from prefect.tasks import exponential_backoff
 
 from datatrace_tasks.exceptions import UnitPaused
 from datatrace_tasks.orchestration.artifacts import progress_artifact, summary_artifact
-from datatrace_tasks.orchestration.hooks import unit_hooks
+from datatrace_tasks.orchestration.hooks import record_pause, unit_hooks
 from datatrace_tasks.orchestration.lease import task_lease, unit_lease
 from datatrace_tasks.orchestration.limits import database_slots, load_settings, prepare_limits
 from datatrace_tasks.orchestration.retry import retryable
@@ -87,7 +87,7 @@ def run_units(
 
 
 def _unit_task(
-    body: Callable[[str, str], int],
+    body: Callable[[str, str], Any],
     hooks: dict[str, Any],
     *,
     retries: int,
@@ -119,17 +119,24 @@ def _unit_body(
     cloudpickle can send it to a Dask worker, where `handle` finds that process's manager.
     """
 
-    def run_unit(unit_id: str, unit_name: str) -> int:
+    def run_unit(unit_id: str, unit_name: str) -> Any:
         manager = handle.get()
+        try:
+            return copy_unit(manager, unit_id, unit_name)
+        except UnitPaused as exc:
+            # Prefect shows the run as paused, not failed; the store keeps the checkpoint.
+            record_pause(manager, task_id, unit_id, exc)
+            return Cancelled(name="Paused", message=str(exc))
 
+    def copy_unit(manager: UnitCache, unit_id: str, unit_name: str) -> int:
         def not_started() -> UnitPaused:
             return UnitPaused(f"unit {unit_name!r} not started: the task is pausing", started=False)
 
         if manager.pause_requested(task_id):
             raise not_started()
         with (
-            # A runner killed with kill -9 keeps its unit leases until they expire: a
-            # resume waits that long for them rather than leaving the unit unfinished.
+            # A live runner's unit lease is waited out (a dead one on this host is
+            # taken over at once) rather than leaving the unit unfinished.
             unit_lease(
                 manager.store,
                 task_id,

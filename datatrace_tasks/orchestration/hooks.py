@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from datatrace_tasks.exceptions import UnitAlreadyRunning, UnitPaused
+from datatrace_tasks.state.cache import UnitCache
 from datatrace_tasks.state.units import UnitStatus
-
-if TYPE_CHECKING:
-    from datatrace_tasks.state.cache import UnitCache
 
 log = logging.getLogger("datatrace.hooks")
 
@@ -50,6 +48,18 @@ def _guarded(name: str, body: Callable[[Any, Any, Any], None]) -> Hook:
     return hook
 
 
+def record_pause(manager: UnitCache, task_id: str, unit_id: str, exc: UnitPaused) -> None:
+    """Record a unit that stopped on a pause request.
+
+    A unit stopped before it began goes back to where it was: pending if it never
+    copied anything, paused (at its checkpoint) otherwise.
+    """
+    unit = next(u for u in manager.get_task_units(task_id) if u.id == unit_id)
+    started = exc.started or unit.checkpoint is not None
+    status = UnitStatus.PAUSED if started else UnitStatus.PENDING
+    manager.write_unit_status(task_id, unit_id, status)
+
+
 def unit_hooks(
     manager: UnitCache | Callable[[], UnitCache], task_id: str, error_strategy: str
 ) -> dict[str, list[Hook]]:
@@ -75,14 +85,6 @@ def unit_hooks(
         if isinstance(exc, UnitAlreadyRunning):
             # Another runner holds this unit: its row is that runner's to write.
             log.warning("%s; this attempt left it alone", exc)
-            return
-        if isinstance(exc, UnitPaused):
-            # A unit stopped before it began goes back to where it was: pending if it
-            # never copied anything, paused (at its checkpoint) otherwise.
-            unit = next(u for u in manager.get_task_units(task_id) if u.id == unit_id)
-            started = exc.started or unit.checkpoint is not None
-            status = UnitStatus.PAUSED if started else UnitStatus.PENDING
-            manager.update_unit_status_with_sync(task_id, unit_id, status)
             return
         manager.fail_unit_with_sync(task_id, unit_id, exc if exc is not None else state.message)
         if error_strategy == "pause":

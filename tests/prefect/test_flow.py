@@ -126,6 +126,37 @@ class TestDeploymentFlow:
         assert run.state is not None and run.state.name == "Paused"
         assert run.state.is_cancelled() and task_id in (run.state.message or "")
 
+    def test_a_paused_unit_is_paused_in_prefect_too(self, manager: TaskManager) -> None:
+        """Prefect's own task run of a paused unit ends Paused (cancelled), never Failed,
+        agreeing with the store; the unit not started stays pending."""
+        name = f"pausing-unit-{uuid.uuid4().hex[:6]}"
+        task_id = manager.create_task(name, ["first", "second"])
+
+        def pause_at_once(unit: Any, reporter: Any) -> None:
+            reporter.set_total(10)
+            manager.request_pause(task_id)
+            reporter.report(5, checkpoint={"at": 5})
+
+        manager.execute_auto_mode(task_id, 1, pause_at_once)
+        statuses = {u.id: u.status for u in manager.store.load_units(task_id)}
+        assert statuses == {"first": UnitStatus.PAUSED, "second": UnitStatus.PENDING}
+        with get_client(sync_client=True) as client:
+            (run,) = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name]))
+            )
+            deadline = time.monotonic() + 30  # the ephemeral server records task runs late
+            while True:
+                by_run = TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run.id]))
+                task_runs = {t.name: t for t in client.read_task_runs(task_run_filter=by_run)}
+                done = [t for t in task_runs.values() if t.state is not None and t.state.is_final()]
+                if len(done) == 2 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+        for unit in ("first", "second"):
+            state = task_runs[unit].state
+            assert state is not None and state.name == "Paused", (unit, state)
+            assert state.is_cancelled() and not state.is_failed()
+
 
 class TestCancel:
     def test_cancel_from_the_api_pauses_then_resume_completes(
