@@ -253,8 +253,8 @@ class TestBadInput:
         with pytest.raises(ValueError, match="concurrency"):
             manager.execute_auto_mode(task_id, 0, lambda u, r: None)
 
-    def test_failing_hook_does_not_crash_the_flow(self, store_url: str) -> None:
-        """A store write failing inside a hook is logged; the run goes on and returns."""
+    def test_failing_listener_does_not_crash_the_flow(self, store_url: str) -> None:
+        """A listener failing on a status change is logged; the run goes on and returns."""
         from datatrace_tasks.state.store import Store
 
         class BrokenMonitor(ProgressMonitor):

@@ -102,7 +102,6 @@ def _unit_task(
         retry_condition_fn=retryable,
         cache_policy=NO_CACHE,
         persist_result=False,
-        on_running=hooks["on_running"],
         on_completion=hooks["on_completion"],
         on_failure=hooks["on_failure"],
     )(body)
@@ -152,12 +151,24 @@ def _unit_body(
                 on_stop=not_started,
             ),
         ):
+            # Running from here: before, the unit only waited for its lease or a slot.
+            # Prefect counts the attempts (run_count grows on every retry).
+            manager.write_unit_status(
+                task_id, unit_id, UnitStatus.RUNNING, error_message="", attempts=_attempt()
+            )
             current = next(u for u in manager.get_task_units(task_id) if u.id == unit_id)
             reporter = UnitReporter(manager, task_id, current)
             process_fn(current, reporter)
             return reporter.processed
 
     return run_unit
+
+
+def _attempt() -> int:
+    """Which attempt of the current unit's task run this is (1 on the first)."""
+    from prefect.runtime import task_run
+
+    return int(task_run.run_count or 1)
 
 
 def _flow_body(

@@ -63,17 +63,15 @@ def record_pause(manager: UnitCache, task_id: str, unit_id: str, exc: UnitPaused
 def unit_hooks(
     manager: UnitCache | Callable[[], UnitCache], task_id: str, error_strategy: str
 ) -> dict[str, list[Hook]]:
-    """The `on_running`, `on_completion` and `on_failure` hooks for one task's units.
+    """The `on_completion` and `on_failure` hooks for one task's units.
+
+    A unit is marked running by its task body once it holds its lease and its
+    database slots, not by `on_running`: until then it only waits, and shows so.
 
     `manager` may be a callable returning the manager: the hooks then run wherever the
     unit runs (a Dask worker) against that process's manager, and pickle small.
     """
     get: Callable[[], UnitCache] = manager if callable(manager) else (lambda: manager)
-
-    def on_running(_task: Any, task_run: Any, _state: Any) -> None:
-        get().update_unit_status_with_sync(
-            task_id, _unit_id(), UnitStatus.RUNNING, error_message="", attempts=task_run.run_count
-        )
 
     def on_completion(_task: Any, _task_run: Any, _state: Any) -> None:
         get().update_unit_status_with_sync(task_id, _unit_id(), UnitStatus.COMPLETED)
@@ -92,7 +90,6 @@ def unit_hooks(
             manager.request_pause(task_id)
 
     return {
-        "on_running": [_guarded("datatrace_on_running", on_running)],
         "on_completion": [_guarded("datatrace_on_completion", on_completion)],
         "on_failure": [_guarded("datatrace_on_failure", on_failure)],
     }

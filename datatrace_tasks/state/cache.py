@@ -360,8 +360,13 @@ class UnitCache:
         return retry_unreachable(write, seconds=self.store_retry_seconds, what=what)
 
     def _publish(self, task_id: str, unit: TaskUnit) -> None:
+        """Tell every listener; one that fails is logged, never the unit's failure (the
+        store, the truth, is already written)."""
         for monitor in (self.monitor, *self._extra_monitors):
-            monitor.publish(task_id, unit)
+            try:
+                monitor.publish(task_id, unit)
+            except Exception:
+                log.exception("a listener failed on unit %r; the unit goes on", unit.id)
 
     def _ensure_flusher(self) -> None:
         # Called with self._lock held.

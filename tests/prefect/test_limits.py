@@ -116,6 +116,33 @@ class TestGlobalLimit:
         assert gauge.peak == 1
         assert {u.status for u in manager.store.load_units(task_id)} == {UnitStatus.COMPLETED}
 
+    def test_a_unit_waiting_for_a_slot_is_not_shown_running(self, manager: TaskManager) -> None:
+        """Under a limit of 1, while one unit copies the others wait for the slot: the store
+        shows exactly one unit running at every moment, and the waiting ones pending."""
+        shared = _fake_server()
+        name = limit_name(server_key(shared) or "")
+        with get_client(sync_client=True) as client:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+        task_id = manager.create_task("waiting", ["a", "b", "c"], source=shared)
+        seen: list[dict[str, UnitStatus]] = []
+
+        def process(unit: Any, reporter: Any) -> None:
+            reporter.set_total(3)
+            for i in range(3):
+                time.sleep(0.1)
+                seen.append({u.id: u.status for u in manager.store.load_units(task_id)})
+                reporter.report(i + 1, checkpoint={"i": i + 1})
+
+        manager.execute_auto_mode(task_id, 3, process)
+        assert len(seen) == 9
+        for moment in seen:
+            running = [u for u, status in moment.items() if status is UnitStatus.RUNNING]
+            assert len(running) == 1, moment
+            waiting = {
+                s for s in moment.values() if s not in (UnitStatus.RUNNING, UnitStatus.COMPLETED)
+            }
+            assert waiting <= {UnitStatus.PENDING}, moment
+
 
 class TestRefusals:
     @pytest.mark.parametrize("value", ["0", "-3"])
