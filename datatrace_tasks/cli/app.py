@@ -44,6 +44,18 @@ def _quiet_prefect() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
+def _prefect_server() -> None:
+    """Use the shared local Prefect server (started on first use) and say where its UI is."""
+    from datatrace_tasks.cli import prefect_server
+
+    chosen = os.environ.get("PREFECT_API_URL") or os.environ.get(prefect_server.MODE_ENV)
+    if not chosen and prefect_server.running() is None:
+        console.print("starting the local Prefect server (once; later commands reuse it) ...")
+    server = prefect_server.use_for_this_process()
+    if server is not None:
+        console.print(f"Prefect UI: [bold cyan]{server.ui_url}[/]")
+
+
 def _manager() -> Any:
     from datatrace_tasks.orchestration.manager import TaskManager
 
@@ -99,6 +111,7 @@ def demo(
 ) -> None:
     """Generate a small SQLite shop database and sync it into another, live."""
     _quiet_prefect()
+    _prefect_server()
     with contextlib.ExitStack() as stack:
         if serve:
             from datatrace_tasks.cli.serve import address, bind, dashboard_in_background
@@ -139,7 +152,7 @@ def _demo(concurrency: int, folder: Path | None, scale: float) -> None:
 
     manager = _manager()
     task_id = create_task_from_job(manager, job, job_path=None)
-    console.print(f"sync task [bold]{task_id}[/] (starting Prefect) ...")
+    console.print(f"sync task [bold]{task_id}[/]")
     _run_and_report(manager, task_id, job)
 
 
@@ -180,7 +193,8 @@ def run(job_file: JobArg) -> None:
     from datatrace_tasks.orchestration.lifecycle import create_task_from_job
     from datatrace_tasks.sync import load_job
 
-    job = load_job(job_file)
+    job = load_job(job_file)  # a bad file is refused before anything starts
+    _prefect_server()
     manager = _manager()
     task_id = create_task_from_job(manager, job, job_path=job_file)
     console.print(f"sync task [bold]{task_id}[/]")
@@ -194,7 +208,8 @@ def resume(task_id: TaskArg) -> None:
     from datatrace_tasks.orchestration.lifecycle import job_for_task
 
     manager = _manager()
-    job = job_for_task(manager.store, task_id)
+    job = job_for_task(manager.store, task_id)  # an unknown task is refused first
+    _prefect_server()
     _run_and_report(manager, task_id, job)
 
 
@@ -245,6 +260,43 @@ def verify(task_id: TaskArg) -> None:
         console.print(f"{mark} {escape(table)}: {escape(str(result))}")
     if bad:
         raise typer.Exit(1)
+
+
+prefect_app = typer.Typer(
+    help="The local Prefect server `run`, `resume` and `demo` share (its UI shows every run).",
+    no_args_is_help=True,
+)
+app.add_typer(prefect_app, name="prefect")
+
+
+@prefect_app.command("status")
+def prefect_status() -> None:
+    """Say whether the local Prefect server runs, and where its UI is."""
+    from datatrace_tasks.cli import prefect_server
+
+    server = prefect_server.running()
+    if server is None:
+        console.print("the local Prefect server is not running (`datatrace prefect start`)")
+        raise typer.Exit(1)
+    console.print(f"running (pid {server.pid}); Prefect UI: [bold cyan]{server.ui_url}[/]")
+
+
+@prefect_app.command("start")
+def prefect_start() -> None:
+    """Start the local Prefect server in the background (if it is not running yet)."""
+    from datatrace_tasks.cli import prefect_server
+
+    server = prefect_server.ensure()
+    console.print(f"running (pid {server.pid}); Prefect UI: [bold cyan]{server.ui_url}[/]")
+
+
+@prefect_app.command("stop")
+def prefect_stop() -> None:
+    """Stop the local Prefect server (its flow runs stay in its database)."""
+    from datatrace_tasks.cli import prefect_server
+
+    server = prefect_server.stop()
+    console.print("stopped" if server is not None else "it was not running")
 
 
 def main() -> None:
