@@ -92,7 +92,7 @@ def create_task_from_job(manager: TaskManager, job: Job, *, job_path: str | Path
         raise SchemaIncompatible(f"the job cannot run, {len(plan.refused)} refused: {reasons}")
     spec: dict[str, Any] = {
         "job_path": str(Path(job_path).resolve()) if job_path else None,
-        "job": _masked(job),
+        "job": job.masked_dict,
     }
     return manager.create_task(
         job.name,
@@ -157,10 +157,12 @@ def run_task(
     Raises:
         TaskAlreadyRunning: a live runner holds the task.
     """
+    # Sent to another process (Dask), the work carries the job file, not the secrets.
+    job_path = (manager.store.get_task(task_id).spec or {}).get("job_path")
     done_now = manager.execute_auto_mode(
         task_id,
         job.concurrency,
-        JobProcessFn(job),
+        JobProcessFn(job, job_path=job_path),
         progress_monitor,
         error_strategy=job.error_strategy,
         retries=job.retries,
@@ -211,10 +213,3 @@ def pause_task(store: Store, task_id: str) -> None:
     if task.status != TaskStatus.RUNNING:
         raise TaskStateConflict(f"task {task_id!r} is {task.status}, not running: nothing to pause")
     store.set_pause_requested(task_id, True)
-
-
-def _masked(job: Job) -> dict[str, Any]:
-    data = job.model_dump(mode="json")
-    data["source"] = job.masked_source
-    data["target"] = job.masked_target
-    return data

@@ -26,6 +26,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from datatrace_tasks.exceptions import ConfigError
+from datatrace_tasks.settings import DataTraceSettings
+from datatrace_tasks.urls import mask_url
+
 if TYPE_CHECKING:
     from datatrace_tasks.state.cache import UnitCache
     from datatrace_tasks.state.reporter import ProgressReporter
@@ -108,26 +112,43 @@ class ManagerHandle:
     """
 
     token: str
-    store_url: str
+    masked_store_url: str
     progress_interval: float
 
     def get(self) -> UnitCache:
-        """The UnitCache of this run in the current process."""
+        """The UnitCache of this run in the current process.
+
+        Raises:
+            ConfigError: in another process, its `DATATRACE_DATABASE_URL` is not the store.
+        """
         with _managers_lock:
             manager = _managers.get(self.token)
             if manager is None:
                 from datatrace_tasks.state.cache import UnitCache
                 from datatrace_tasks.state.store import Store
 
-                manager = UnitCache(Store(self.store_url), progress_interval=self.progress_interval)
+                store = Store(_store_url_here(self.masked_store_url))
+                manager = UnitCache(store, progress_interval=self.progress_interval)
                 _managers[self.token] = manager
             return manager
+
+
+def _store_url_here(masked: str) -> str:
+    """The state store's full URL in this process: its own setting, which must match."""
+    if "***" not in masked:
+        return masked  # no password: the URL itself is all there is
+    here = DataTraceSettings().store_url()
+    if mask_url(here) != masked:
+        raise ConfigError(
+            f"this worker's DATATRACE_DATABASE_URL must name the run's state store {masked}"
+        )
+    return here
 
 
 @contextmanager
 def manager_handle(manager: UnitCache) -> Iterator[ManagerHandle]:
     """A handle on `manager` for the duration of one run."""
-    handle = ManagerHandle(uuid.uuid4().hex, manager.store.url, manager.progress_interval)
+    handle = ManagerHandle(uuid.uuid4().hex, manager.store.masked_url, manager.progress_interval)
     with _managers_lock:
         _managers[handle.token] = manager
     try:
@@ -144,18 +165,45 @@ class JobProcessFn:
     """The copy engine's process function for a job, picklable for Dask workers.
 
     `make_process_fn` shares engines between threads behind a lock, which cannot be
-    pickled; this builds that function once per process, on first use.
+    pickled; this builds that function once per process, on first use. Pickled, it
+    carries the job file's path (the worker reads the file and its `${VAR}`s there)
+    or, for a job with no file, the job with its URLs masked: never a password.
     """
 
-    def __init__(self, job: Job) -> None:
-        self.job = job
+    def __init__(self, job: Job, *, job_path: str | None = None) -> None:
+        self._job: Job | None = job
+        self.job_path = job_path
+        self._masked = job.masked_dict
         self.token = uuid.uuid4().hex
 
+    @property
+    def job(self) -> Job:
+        """The job, rebuilt in this process from its file (or its masked form) if need be.
+
+        Raises:
+            ConfigError: the job needs a password and has no file to read it from.
+        """
+        if self._job is None:
+            from datatrace_tasks.sync import job_from_dict, load_job
+
+            if self.job_path is not None:
+                self._job = load_job(self.job_path)
+            elif "***" in f"{self._masked['source']} {self._masked['target']}":
+                raise ConfigError(
+                    f"job {self._masked['name']!r} has no job file: a password cannot be sent "
+                    "to another process; run it from a job file the workers can read"
+                )
+            else:
+                self._job = job_from_dict(self._masked, where="the job sent to this worker")
+        return self._job
+
     def __getstate__(self) -> dict[str, Any]:
-        return {"job": self.job, "token": self.token}
+        return {"job_path": self.job_path, "masked": self._masked, "token": self.token}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.job = state["job"]
+        self._job = None
+        self.job_path = state["job_path"]
+        self._masked = state["masked"]
         self.token = state["token"]
 
     def __call__(self, unit: TaskUnit, reporter: ProgressReporter) -> None:

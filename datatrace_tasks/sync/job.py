@@ -87,6 +87,14 @@ class Job(BaseModel):
         return mask_url(self.source_url)
 
     @property
+    def masked_dict(self) -> dict[str, Any]:
+        """The job as plain data with its URLs masked: safe to store, log or send away."""
+        data = self.model_dump(mode="json")
+        data["source"] = self.masked_source
+        data["target"] = self.masked_target
+        return data
+
+    @property
     def masked_target(self) -> str:
         """The target URL with the password shown as `***`."""
         return mask_url(self.target_url)
