@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench soak clean lock
+.PHONY: install demo test check lint bench soak clean lock
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/datatrace demo
 
+# The whole suite (CI runs this), on 2 xdist workers; TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+# The fast loop (under a minute): every test that needs no server start-up, that is no
+# Prefect server or test harness, no MariaDB or PostgreSQL, no browser. PREFECT_API_URL
+# names a closed port, so a test that needs Prefect but is not marked fails at once
+# instead of quietly starting a temporary server.
+CHECK_MARKERS := not (prefect or prefect_server or mysql or postgres or browser)
+check: $(STAMP)
+	PREFECT_API_URL=http://127.0.0.1:9/api $(BIN)/python -m pytest -m "$(CHECK_MARKERS)" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check datatrace_tasks flows api tests bench scripts

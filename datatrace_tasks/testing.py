@@ -22,15 +22,19 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datatrace_tasks.exceptions import UnitPaused
+from datatrace_tasks.state.reporter import ReporterBase
 from datatrace_tasks.state.store import Store
+
+if TYPE_CHECKING:
+    from datatrace_tasks.state.reporter import ProgressReporter
 
 __all__ = ["MemoryReporter", "temporary_store"]
 
 
-class MemoryReporter:
+class MemoryReporter(ReporterBase):
     """A ProgressReporter that keeps everything in memory, as the store would persist it.
 
     Args:
@@ -60,16 +64,6 @@ class MemoryReporter:
         self.stop_after = stop_after
         self.lose_last_checkpoint = lose_last_checkpoint
 
-    @property
-    def checkpoint(self) -> Mapping[str, Any] | None:
-        """The checkpoint saved by the last kept report."""
-        return self._checkpoint
-
-    @property
-    def processed(self) -> int:
-        """Rows processed so far."""
-        return self._processed
-
     def set_total(self, total: int) -> None:
         """Keep the total."""
         self.total = total
@@ -98,6 +92,10 @@ class MemoryReporter:
         return self.stop_after is not None and len(self.reports) >= self.stop_after
 
 
+if TYPE_CHECKING:
+    _a_reporter: ProgressReporter = MemoryReporter()  # mypy: it implements the protocol
+
+
 @contextmanager
 def temporary_store(url: str | None = None) -> Iterator[Store]:
     """A migrated state store for the block; disposed when it ends.
@@ -107,9 +105,12 @@ def temporary_store(url: str | None = None) -> Iterator[Store]:
             new temporary folder, removed with everything in it when the block ends; a
             URL you give is used as it is and its database is left in place.
     """
-    folder = Path(tempfile.mkdtemp(prefix="datatrace-store-")) if url is None else None
+    folder: Path | None = None
+    if url is None:
+        folder = Path(tempfile.mkdtemp(prefix="datatrace-store-"))
+        url = f"sqlite:///{folder / 'state.db'}"
     try:
-        store = Store(url if folder is None else f"sqlite:///{folder / 'state.db'}")
+        store = Store(url)
         try:
             yield store
         finally:

@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from tests.conftest import MYSQL_ENV, server_url
 from tests.test_jobs import make_source
 
 DATATRACE = [sys.executable, "-m", "datatrace_tasks"]
@@ -105,10 +106,7 @@ class TestBadInput:
     @pytest.mark.mysql
     def test_wrong_password_is_masked(self, tmp_path: Path, source: str) -> None:
         """A wrong target password: one readable line naming host, password masked, exit 2."""
-        server = os.environ.get("DATATRACE_TEST_MYSQL_URL")
-        if not server:
-            pytest.skip("set DATATRACE_TEST_MYSQL_URL to run this test against a real server")
-        target = make_url(server).set(username="nobody", password="Sup3r-Secret-PW")
+        target = make_url(server_url(MYSQL_ENV)).set(username="nobody", password="Sup3r-Secret-PW")
         job = write_job(
             tmp_path / "job.yaml",
             f"name: x\nsource: {source}\ntarget: ${{DST_URL}}\n",
@@ -170,13 +168,15 @@ def cli_env(state: Path) -> dict[str, str]:
 
 
 class TestRun:
-    def test_run_then_status(self, tmp_path: Path, source: str) -> None:
+    def test_run_then_status(self, tmp_path: Path, source: str, prefect_api_url: str) -> None:
         """run copies every table, prints the task id and exits 0; status shows it."""
         job = write_job(
             tmp_path / "job.yaml",
             f"name: x\nsource: {source}\ntarget: sqlite:///{tmp_path}/t.db\nbatch_size: 500\n",
         )
-        out = datatrace("run", str(job), state=tmp_path / "s.db")
+        out = datatrace(
+            "run", str(job), state=tmp_path / "s.db", env={"PREFECT_API_URL": prefect_api_url}
+        )
         assert out.returncode == 0, out.stderr
         task_id = re.search(r"sync task (\S+)", out.stdout)
         assert task_id, out.stdout
@@ -209,12 +209,14 @@ class TestServe:
 
 
 class TestDemo:
-    def test_demo_serves_its_dashboard_while_running(self, tmp_path: Path) -> None:
+    def test_demo_serves_its_dashboard_while_running(
+        self, tmp_path: Path, prefect_api_url: str
+    ) -> None:
         """demo prints the dashboard address first, serves the job live, then exits 0."""
         port = free_port()
         proc = subprocess.Popen(
             [*DATATRACE, "demo", "--scale", "0.02", "--port", str(port), "--folder", str(tmp_path)],
-            env=cli_env(tmp_path / "s.db"),
+            env={**cli_env(tmp_path / "s.db"), "PREFECT_API_URL": prefect_api_url},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

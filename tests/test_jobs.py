@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from datatrace_tasks.exceptions import JobFileInvalid, TableNotFound, TaskNotFound
+from datatrace_tasks.exceptions import ConfigError, JobFileInvalid, TableNotFound, TaskNotFound
 from datatrace_tasks.orchestration.lifecycle import (
     create_task_from_job,
     job_for_task,
     run_task,
-    start_or_resume,
+    start,
 )
 from datatrace_tasks.orchestration.manager import TaskManager
 from datatrace_tasks.state.reporter import ProgressReporter
@@ -169,7 +169,7 @@ class TestRun:
         """A task made from a job without passwords can be resumed from the store alone."""
         job = job_from_dict(job_dict)
         task_id = create_task_from_job(manager, job, job_path=None)
-        again = job_for_task(manager, task_id)
+        again = job_for_task(manager.store, task_id)
         assert again.source_url == job.source_url and again.batch_size == 500
 
 
@@ -184,17 +184,20 @@ class TestBadInput:
         assert manager.store.list_tasks() == []
 
     def test_exactly_one_of_job_and_task(self, manager: TaskManager) -> None:
-        """start_or_resume needs a job file or a task id, not both, not neither."""
-        with pytest.raises(Exception, match="exactly one"):
-            start_or_resume(manager)
+        """start needs a job file or a task id, not both, not neither."""
+        for both_or_neither in ({}, {"job_path": "job.yaml", "task_id": "some-task"}):
+            with pytest.raises(ConfigError, match="exactly one") as info:
+                start(manager, **both_or_neither)
+            assert type(info.value) is ConfigError  # not a subclass such as JobFileInvalid
+        assert manager.store.list_tasks() == []
 
     def test_missing_job_file(self, manager: TaskManager, tmp_path: Path) -> None:
         """A job file that does not exist fails at once, naming it; nothing written."""
         with pytest.raises(JobFileInvalid, match="missing.yaml"):
-            start_or_resume(manager, job_path=tmp_path / "missing.yaml")
+            start(manager, job_path=tmp_path / "missing.yaml")
         assert manager.store.list_tasks() == []
 
     def test_unknown_task(self, manager: TaskManager) -> None:
         """Resuming an unknown task names it."""
         with pytest.raises(TaskNotFound, match="no-such-task"):
-            start_or_resume(manager, task_id="no-such-task")
+            start(manager, task_id="no-such-task")

@@ -11,6 +11,7 @@ from datatrace_tasks.exceptions import DuplicateUnitName, TaskNotFound, UnitNotF
 from datatrace_tasks.live.progress import ProgressMonitor
 from datatrace_tasks.orchestration.manager import TaskManager
 from datatrace_tasks.state.reporter import ProgressReporter
+from datatrace_tasks.state.store import Store
 from datatrace_tasks.state.units import TaskUnit, UnitStatus
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -74,11 +75,9 @@ class TestSync:
         assert statuses(manager, task_id) == {"a": "running"}
         assert manager.store.events_after(0, task_id=task_id)[-1].status == "running"
 
-    def test_progress_is_throttled(self, store_url: str) -> None:
+    def test_progress_is_throttled(self, store: Store) -> None:
         """Many progress calls in one interval write one event; the last value still lands."""
-        from datatrace_tasks.state.store import Store
-
-        manager = TaskManager(Store(store_url), progress_interval=0.5)
+        manager = TaskManager(store, progress_interval=0.5)
         task_id = manager.create_task("t", ["a"])
         before = len(manager.store.events_after(0, task_id=task_id))
         for i in range(1, 101):
@@ -253,9 +252,8 @@ class TestBadInput:
         with pytest.raises(ValueError, match="concurrency"):
             manager.execute_auto_mode(task_id, 0, lambda u, r: None)
 
-    def test_failing_listener_does_not_crash_the_flow(self, store_url: str) -> None:
+    def test_failing_listener_does_not_crash_the_flow(self, store: Store) -> None:
         """A listener failing on a status change is logged; the run goes on and returns."""
-        from datatrace_tasks.state.store import Store
 
         class BrokenMonitor(ProgressMonitor):
             def publish(self, task_id: str, unit: TaskUnit) -> None:
@@ -263,7 +261,7 @@ class TestBadInput:
                     raise OSError("monitor down")
                 super().publish(task_id, unit)
 
-        manager = TaskManager(Store(store_url), monitor=BrokenMonitor())
+        manager = TaskManager(store, monitor=BrokenMonitor())
         task_id = manager.create_task("t", ["a", "b"])
         done = manager.execute_auto_mode(task_id, 2, lambda u, r: None)
         assert done == 2

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
 
 from datatrace_tasks.exceptions import DatabaseUnreachable, DuplicateUnitName, TaskNotFound
 from datatrace_tasks.state.store import Store
 from datatrace_tasks.state.units import UnitStatus
+from tests.conftest import MYSQL_ENV, server_url
 
 
 class TestSchema:
@@ -96,14 +98,7 @@ class TestUnreachable:
     @pytest.mark.mysql
     def test_wrong_password_is_masked(self) -> None:
         """A wrong password gives one readable error naming host and database, masked."""
-        import os
-
-        server = os.environ.get("DATATRACE_TEST_MYSQL_URL")
-        if not server:
-            pytest.skip("set DATATRACE_TEST_MYSQL_URL to run this test against a real server")
-        from sqlalchemy.engine import make_url
-
-        url = make_url(server).set(username="nobody", password="Hunter2-secret")
+        url = make_url(server_url(MYSQL_ENV)).set(username="nobody", password="Hunter2-secret")
         with pytest.raises(DatabaseUnreachable) as info:
             Store(url.render_as_string(hide_password=False))
         message = str(info.value)

@@ -159,14 +159,18 @@ def run_task(
     """
     # Sent to another process (Dask), the work carries the job file, not the secrets.
     job_path = (manager.store.get_task(task_id).spec or {}).get("job_path")
-    done_now = manager.execute_auto_mode(
-        task_id,
-        job.concurrency,
-        JobProcessFn(job, job_path=job_path),
-        progress_monitor,
-        error_strategy=job.error_strategy,
-        retries=job.retries,
-    )
+    process = JobProcessFn(job, job_path=job_path)
+    try:
+        done_now = manager.execute_auto_mode(
+            task_id,
+            job.concurrency,
+            process,
+            progress_monitor,
+            error_strategy=job.error_strategy,
+            retries=job.retries,
+        )
+    finally:
+        process.close()  # the run's connections go with it
     return outcome(manager.store, task_id, completed_now=done_now)
 
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from datatrace_tasks.state.reporter import ProgressReporter
     from datatrace_tasks.state.units import TaskUnit
     from datatrace_tasks.sync import Job
+    from datatrace_tasks.sync.copy import JobCopy
 
 DASK_ADDRESS_ENV = "DATATRACE_DASK_ADDRESS"
 
@@ -158,7 +159,7 @@ def manager_handle(manager: UnitCache) -> Iterator[ManagerHandle]:
             _managers.pop(handle.token, None)
 
 
-_process_fns: dict[str, Callable[[TaskUnit, ProgressReporter], None]] = {}
+_process_fns: dict[str, JobCopy] = {}
 
 
 class JobProcessFn:
@@ -214,3 +215,10 @@ class JobProcessFn:
             if fn is None:
                 fn = _process_fns[self.token] = make_process_fn(self.job)
         fn(unit, reporter)
+
+    def close(self) -> None:
+        """Release this process's engines of the job (the run is over)."""
+        with _managers_lock:
+            fn = _process_fns.pop(self.token, None)
+        if fn is not None:
+            fn.close()

@@ -56,7 +56,24 @@ ProcessFn = Callable[[TaskUnit, ProgressReporter], None]
 """Processes one unit; raises on failure. Errors with `transient = False` are not retried."""
 
 
-class UnitReporter:
+class ReporterBase:
+    """What every reporter keeps and shows: the checkpoint to resume from, rows so far."""
+
+    _checkpoint: dict[str, Any] | None
+    _processed: int
+
+    @property
+    def checkpoint(self) -> Mapping[str, Any] | None:
+        """The checkpoint this unit's last run saved (or the last report kept), or None."""
+        return self._checkpoint
+
+    @property
+    def processed(self) -> int:
+        """Rows processed so far, earlier runs included."""
+        return self._processed
+
+
+class UnitReporter(ReporterBase):
     """The `ProgressReporter` a unit's process function receives from the manager."""
 
     def __init__(self, manager: UnitCache, task_id: str, unit: TaskUnit) -> None:
@@ -66,16 +83,6 @@ class UnitReporter:
         self._checkpoint = dict(unit.checkpoint) if unit.checkpoint else None
         self._processed = unit.processed_records if unit.checkpoint else 0
         self._total: int | None = None
-
-    @property
-    def checkpoint(self) -> Mapping[str, Any] | None:
-        """The checkpoint this unit's last run saved, or None."""
-        return self._checkpoint
-
-    @property
-    def processed(self) -> int:
-        """Rows processed so far, earlier runs included."""
-        return self._processed
 
     def set_total(self, total: int) -> None:
         """Record the unit's total (written at once: the dashboard needs it to draw a bar)."""

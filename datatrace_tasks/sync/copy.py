@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from datatrace_tasks.exceptions import TableUnsupported
-from datatrace_tasks.state.reporter import ProcessFn, ProgressReporter
+from datatrace_tasks.state.reporter import ProgressReporter
 from datatrace_tasks.state.units import TaskUnit
 from datatrace_tasks.sync.catalog import SourceTable
 from datatrace_tasks.sync.ddl import TargetTable, target_table
@@ -139,23 +139,40 @@ def copy_table(
         _verify_copy(dbs, job, table, spec, unit, reporter, stats)
 
 
-def make_process_fn(job: Job, *, verify: bool = True) -> ProcessFn:
-    """The `ProcessFn` a TaskManager runs for each table of `job`.
+class JobCopy:
+    """The copy engine's process function for one job: call it with a unit and a reporter.
 
-    Engines and the source catalog are shared by all units of the job (the
-    function is safe to call from several threads at once).
+    Engines and the source catalog are made on first use and shared by all units of
+    the job (it is safe to call from several threads at once); `close` releases them.
+    """
+
+    def __init__(self, job: Job, *, verify: bool = True) -> None:
+        self.job = job
+        self.verify = verify
+        self._dbs: Databases | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, unit: TaskUnit, reporter: ProgressReporter) -> None:
+        with self._lock:
+            if self._dbs is None:
+                self._dbs = Databases(self.job.source_url, self.job.target_url)
+            dbs = self._dbs
+        copy_table(dbs, self.job, unit, reporter, verify=self.verify)
+
+    def close(self) -> None:
+        """Close the job's pooled connections (a later call opens new ones)."""
+        with self._lock:
+            dbs, self._dbs = self._dbs, None
+        if dbs is not None:
+            dbs.dispose()
+
+
+def make_process_fn(job: Job, *, verify: bool = True) -> JobCopy:
+    """The `ProcessFn` a TaskManager runs for each table of `job`.
 
     Example:
         >>> process = make_process_fn(load_job("sakila.yaml"))
         >>> process(unit, reporter)  # copies table unit.id, then verifies it
+        >>> process.close()
     """
-    dbs: list[Databases] = []
-    lock = threading.Lock()
-
-    def process(unit: TaskUnit, reporter: ProgressReporter) -> None:
-        with lock:
-            if not dbs:
-                dbs.append(Databases(job.source_url, job.target_url))
-        copy_table(dbs[0], job, unit, reporter, verify=verify)
-
-    return process
+    return JobCopy(job, verify=verify)

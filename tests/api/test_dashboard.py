@@ -17,6 +17,8 @@ from tests.test_progress import pace_events
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
+pytestmark = pytest.mark.browser
+
 TOKEN = "browser-token"
 # Kept after the run for people and CI to look at (git ignores the folder).
 SCREENSHOT = Path(os.environ.get("DATATRACE_TEST_ARTIFACTS", "test-artifacts")) / "dashboard.png"
@@ -110,11 +112,11 @@ class TestDashboard:
     """A person watching a running task in the browser."""
 
     def test_live_progress_pause_and_completion(
-        self, browser: object, serve: Serve, tmp_path: Path
+        self, browser: object, sqlite_store: Store, serve: Serve, tmp_path: Path
     ) -> None:
         """The page shows progress changing live, its pause button raises the store's flag,
         and a bar reaching 100 % and the task completing appear without a reload."""
-        store = Store(f"sqlite:///{tmp_path}/state.db")
+        store = sqlite_store
         manager = TaskManager(store, progress_interval=0)
         task_id = _shop(manager)
         live = serve(store.url, token=TOKEN)
@@ -159,4 +161,3 @@ class TestDashboard:
             assert _percentage(page, "orders") == 100.0
         finally:
             page.close()
-            store.dispose()

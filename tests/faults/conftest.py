@@ -23,10 +23,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from tests.conftest import MYSQL_ENV, _scratch_database
+from tests.conftest import FIGURES, MYSQL_ENV, _scratch_database
+
+__all__ = ["FIGURES"]  # the tests append their figures; tests/conftest.py prints them
 
 DATATRACE = [sys.executable, "-m", "datatrace_tasks"]
-FIGURES: list[str] = []
 
 # (table, DDL columns and key, rows, SELECT producing the rows from MariaDB's seq_1_to_N)
 TABLES: list[tuple[str, str, int, str]] = [
@@ -104,9 +105,12 @@ def _database(url: str) -> str:
     return str(make_url(url).database)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def filled_source() -> Iterator[str]:
-    """A MariaDB source with the eight fault tables, shared by the tests of a module."""
+    """A MariaDB source with the eight fault tables, shared by every fault test.
+
+    Only ever read: every test copies it into a target of its own.
+    """
     yield from _filled()
 
 
@@ -242,9 +246,16 @@ class Cli:
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Iterator[Cli]:
-    """The CLI with a fresh state store for this test; its children die with the test."""
-    runner = Cli(state=tmp_path / "state.db", log_dir=tmp_path)
+def cli(tmp_path: Path, prefect_api_url: str) -> Iterator[Cli]:
+    """The CLI with a fresh state store for this test; its children die with the test.
+
+    They use the session's Prefect server instead of each starting a temporary one.
+    """
+    runner = Cli(
+        state=tmp_path / "state.db",
+        log_dir=tmp_path,
+        extra_env={"PREFECT_API_URL": prefect_api_url},
+    )
     yield runner
     for proc in runner.procs:
         if proc.poll() is None:
@@ -297,11 +308,3 @@ def rows_to_recopy(cli: Cli, task_id: str, target: str) -> int:
         for unit_id, unit in cli.units(task_id).items()
         if unit["status"] != "completed"
     )
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Print what the fault tests measured."""
-    if FIGURES:
-        terminalreporter.section("fault figures")
-        for line in FIGURES:
-            terminalreporter.write_line(line)

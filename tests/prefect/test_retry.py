@@ -15,8 +15,8 @@ from datatrace_tasks.exceptions import (
     SchemaIncompatible,
     UnitPaused,
 )
-from datatrace_tasks.orchestration.retry import is_transient
 from datatrace_tasks.orchestration.manager import TaskManager
+from datatrace_tasks.orchestration.retry import is_transient
 from datatrace_tasks.state.units import UnitStatus
 
 

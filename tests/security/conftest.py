@@ -4,7 +4,6 @@ general log read back as the statements that user ran."""
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from tests.api.conftest import serve  # noqa: F401  (the live-server fixture)
-from tests.conftest import MYSQL_ENV
+from tests.conftest import MYSQL_ENV, server_url
 from tests.security.hostile import ODD_COLUMNS, ODD_TABLES, ODD_VALUES
 
 CANARY_PASSWORD = "Xq7-leak-canary-9Zt"
@@ -84,12 +83,7 @@ class MariaDB:
 @pytest.fixture(scope="session")
 def mariadb() -> Iterator[MariaDB]:
     """A scratch user `dt_sec_*` with the canary password; it and its databases are dropped."""
-    server = os.environ.get(MYSQL_ENV)
-    if not server:
-        if os.environ.get("DATATRACE_REQUIRE_SERVERS"):
-            pytest.fail(f"{MYSQL_ENV} is not set, and CI requires the real server tests to run")
-        pytest.skip(f"set {MYSQL_ENV} to run the security tests against a real server")
-    admin = sa.create_engine(make_url(server), poolclass=sa.pool.NullPool)
+    admin = sa.create_engine(make_url(server_url(MYSQL_ENV)), poolclass=sa.pool.NullPool)
     db = MariaDB(admin, f"dt_sec_{uuid.uuid4().hex[:8]}", CANARY_PASSWORD)
     for host in ("127.0.0.1", "localhost"):
         _execute(
@@ -176,6 +170,11 @@ _QUOTED = re.compile(
 def skeleton(statement: str) -> str:
     """The statement with every literal and quoted identifier replaced by a placeholder."""
     return _QUOTED.sub(lambda m: "`q`" if m.group().startswith("`") else "?", statement)
+
+
+def without_literals(statement: str) -> str:
+    """The statement with every literal replaced by `?`; quoted identifiers are kept."""
+    return _QUOTED.sub(lambda m: m.group() if m.group().startswith("`") else "?", statement)
 
 
 ALLOWED_SHAPES = re.compile(

@@ -98,7 +98,12 @@ class TestHostileTables:
         assert len(HOSTILE) >= 200 and len(set(HOSTILE)) == len(HOSTILE)
 
     def test_each_hostile_table_is_refused(
-        self, tmp_path: Path, mariadb: MariaDB, source_db: str, general_log: GeneralLog
+        self,
+        tmp_path: Path,
+        sqlite_store: Store,
+        mariadb: MariaDB,
+        source_db: str,
+        general_log: GeneralLog,
     ) -> None:
         """Each hostile name alone is refused naming it, unless the source really has it.
 
@@ -138,7 +143,7 @@ class TestHostileTables:
         assert accepted == [n for n in HOSTILE if n in EXISTING]
         assert len(refused) == len(HOSTILE) - len(accepted) >= 200
 
-        store = Store(f"sqlite:///{tmp_path}/state.db")
+        store = sqlite_store
         manager = TaskManager(store)
         planned_refused, planned_accepted = [], []
         with general_log.capture() as log:
@@ -163,15 +168,19 @@ class TestHostileTables:
         assert mariadb.tables(target) == set()
         assert mariadb.tables(source_db) == EXISTING
         assert_clean_log(log, planned_refused)
-        store.dispose()
 
     def test_all_hostile_tables_in_one_job(
-        self, tmp_path: Path, mariadb: MariaDB, source_db: str, general_log: GeneralLog
+        self,
+        tmp_path: Path,
+        sqlite_store: Store,
+        mariadb: MariaDB,
+        source_db: str,
+        general_log: GeneralLog,
     ) -> None:
         """All of them in one job: one refusal naming every unknown one, nothing created,
         and none of them reaches the server (general log on)."""
         target = mariadb.create_database("dt_sec_dst")
-        store = Store(f"sqlite:///{tmp_path}/state.db")
+        store = sqlite_store
         job = load_job(
             write_job(
                 tmp_path / "job.yaml",
@@ -191,14 +200,13 @@ class TestHostileTables:
         assert tasks_in(store) == 0 and mariadb.tables(target) == set()
         assert mariadb.tables(source_db) == EXISTING
         assert_clean_log(log, unknown)
-        store.dispose()
 
     def test_patterns_that_select_nothing_are_refused(
-        self, tmp_path: Path, mariadb: MariaDB, source_db: str
+        self, tmp_path: Path, sqlite_store: Store, mariadb: MariaDB, source_db: str
     ) -> None:
         """An include pattern matching no table is a clear error, not an empty task."""
         target = mariadb.create_database("dt_sec_dst")
-        store = Store(f"sqlite:///{tmp_path}/state.db")
+        store = sqlite_store
         job = load_job(
             write_job(
                 tmp_path / "job.yaml",
@@ -207,11 +215,8 @@ class TestHostileTables:
                 include=["evil`; DROP TABLE victim; --"],
             )
         )
-        try:
-            with pytest.raises(TableNotFound):
-                create_task_from_job(TaskManager(store), job, job_path=None)
-        finally:
-            store.dispose()
+        with pytest.raises(TableNotFound):
+            create_task_from_job(TaskManager(store), job, job_path=None)
 
 
 # Values no numeric or enum setting may take; each file must be refused naming the key.
@@ -289,12 +294,17 @@ class TestHostileConfig:
         assert not (tmp_path / "nowhere.db").exists()
 
     def test_hostile_database_names_are_refused(
-        self, tmp_path: Path, mariadb: MariaDB, source_db: str, general_log: GeneralLog
+        self,
+        tmp_path: Path,
+        sqlite_store: Store,
+        mariadb: MariaDB,
+        source_db: str,
+        general_log: GeneralLog,
     ) -> None:
         """A hostile database name in either URL is a connect refusal naming the database,
         password masked; only the expected statements run."""
         target = mariadb.create_database("dt_sec_dst")
-        store = Store(f"sqlite:///{tmp_path}/state.db")
+        store = sqlite_store
         good_source, good_target = mariadb.url(source_db), mariadb.url(target)
         with general_log.capture() as log:
             self._try_each(tmp_path, mariadb, store, good_source, good_target)
@@ -302,7 +312,6 @@ class TestHostileConfig:
         assert mariadb.tables(target) == set()
         assert mariadb.tables(source_db) == EXISTING
         assert_clean_log(log, [n for n in BAD_DATABASES if "mysql" not in n])
-        store.dispose()
 
     @staticmethod
     def _try_each(
@@ -324,7 +333,7 @@ class TestHostileConfig:
                     assert "***" in message
 
     def test_overlong_database_name_is_a_clear_refusal(
-        self, tmp_path: Path, mariadb: MariaDB, source_db: str
+        self, tmp_path: Path, sqlite_store: Store, mariadb: MariaDB, source_db: str
     ) -> None:
         """A 74-character database name is a connect refusal, not a driver traceback."""
         bad = make_url(mariadb.url(source_db)).set(database="evil" + "x" * 70)
@@ -333,12 +342,9 @@ class TestHostileConfig:
             source=bad.render_as_string(hide_password=False),
             target=mariadb.url(source_db),
         )
-        store = Store(f"sqlite:///{tmp_path}/state.db")
-        try:
-            with pytest.raises(DatabaseUnreachable, match="cannot connect to the source"):
-                create_task_from_job(TaskManager(store), load_job(path), job_path=None)
-        finally:
-            store.dispose()
+        store = sqlite_store
+        with pytest.raises(DatabaseUnreachable, match="cannot connect to the source"):
+            create_task_from_job(TaskManager(store), load_job(path), job_path=None)
 
 
 DATATRACE = [sys.executable, "-m", "datatrace_tasks"]
@@ -452,6 +458,7 @@ class TestOddNames:
     def test_odd_tables_copy_exactly(
         self,
         tmp_path: Path,
+        sqlite_store: Store,
         mariadb: MariaDB,
         source_db: str,
         general_log: GeneralLog,
@@ -463,7 +470,7 @@ class TestOddNames:
             target = mariadb.url(target_db)
         else:
             target = f"sqlite:///{tmp_path}/target.db"
-        store = Store(f"sqlite:///{tmp_path}/state.db")
+        store = sqlite_store
         manager = TaskManager(store, progress_interval=0.05)
         job = load_job(
             write_job(
@@ -495,7 +502,6 @@ class TestOddNames:
             engine.dispose()
         assert mariadb.tables(source_db) == EXISTING
         assert_clean_log(log, [])
-        store.dispose()
 
     @pytest.mark.usefixtures("prefect_harness")
     @pytest.mark.xfail(
@@ -509,11 +515,11 @@ class TestOddNames:
         "cursor.execute and build SHOW CREATE TABLE with exec_driver_sql(sql, ())",
     )
     def test_percent_in_names_copies(
-        self, tmp_path: Path, mariadb: MariaDB, source_db: str
+        self, tmp_path: Path, sqlite_store: Store, mariadb: MariaDB, source_db: str
     ) -> None:
         """A table whose name holds `%s` copies MariaDB to MariaDB like any other."""
         target = mariadb.create_database("dt_sec_dst")
-        store = Store(f"sqlite:///{tmp_path}/state.db")
+        store = sqlite_store
         manager = TaskManager(store, progress_interval=0.05)
         job = load_job(
             write_job(
@@ -524,8 +530,5 @@ class TestOddNames:
                 retries=0,
             )
         )
-        try:
-            task_id = create_task_from_job(manager, job, job_path=None)
-            assert run_task(manager, task_id, job).ok
-        finally:
-            store.dispose()
+        task_id = create_task_from_job(manager, job, job_path=None)
+        assert run_task(manager, task_id, job).ok

@@ -6,7 +6,7 @@ import os
 import re
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +14,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
-from datatrace_tasks.exceptions import UnitPaused
 from datatrace_tasks.state.units import TaskUnit
 from datatrace_tasks.sync.copy import copy_table
 from datatrace_tasks.sync.engines import Databases
 from datatrace_tasks.sync.job import Job, job_from_dict
+from datatrace_tasks.testing import MemoryReporter
+from tests.conftest import MYSQL_ENV, POSTGRES_ENV, server_url
 
 # The shared material sits beside the repository (`../shared`), in CI as on a laptop.
 SAKILA = Path(
@@ -47,68 +48,8 @@ SAKILA_ROWS = {
 }
 
 
-class MemoryReporter:
-    """A ProgressReporter that keeps everything in memory, as the store would persist it.
-
-    `stop_after` makes `report` raise UnitPaused after that many reports;
-    `lose_last_checkpoint` simulates a crash between a batch's commit and the save
-    of its checkpoint (the raising call does not keep its checkpoint).
-    """
-
-    def __init__(
-        self,
-        checkpoint: Mapping[str, Any] | None = None,
-        *,
-        stop_after: int | None = None,
-        lose_last_checkpoint: bool = False,
-    ) -> None:
-        self._checkpoint = dict(checkpoint) if checkpoint is not None else None
-        self._processed = int(checkpoint["rows"]) if checkpoint else 0
-        self.total: int | None = None
-        self.verification: dict[str, Any] | None = None
-        self.reports: list[tuple[int, dict[str, Any] | None]] = []
-        self.stop_after = stop_after
-        self.lose_last_checkpoint = lose_last_checkpoint
-
-    @property
-    def checkpoint(self) -> Mapping[str, Any] | None:
-        """The checkpoint saved by the last report."""
-        return self._checkpoint
-
-    @property
-    def processed(self) -> int:
-        """Rows processed so far."""
-        return self._processed
-
-    def set_total(self, total: int) -> None:
-        """Keep the total."""
-        self.total = total
-
-    def report(self, processed: int, checkpoint: Mapping[str, Any] | None = None) -> None:
-        """Save progress, then raise UnitPaused once `stop_after` reports were made."""
-        self.reports.append((processed, dict(checkpoint) if checkpoint else None))
-        stopping = self.stop_after is not None and len(self.reports) >= self.stop_after
-        if not (stopping and self.lose_last_checkpoint):
-            self._processed = processed
-            if checkpoint is not None:
-                self._checkpoint = dict(checkpoint)
-        if stopping:
-            raise UnitPaused("pause requested")
-
-    def set_verification(self, result: Mapping[str, Any]) -> None:
-        """Keep the verification result."""
-        self.verification = dict(result)
-
-    def should_stop(self) -> bool:
-        """True once the stop point was reached."""
-        return self.stop_after is not None and len(self.reports) >= self.stop_after
-
-
 def _server_url(var: str) -> URL:
-    raw = os.environ.get(var)
-    if not raw:
-        pytest.skip(f"{var} is not set")
-    return make_url(raw)
+    return make_url(server_url(var))
 
 
 def new_name(prefix: str = "dt_test") -> str:
@@ -119,13 +60,13 @@ def new_name(prefix: str = "dt_test") -> str:
 @pytest.fixture(scope="session")
 def mysql_server() -> URL:
     """The MariaDB server URL from DATATRACE_TEST_MYSQL_URL."""
-    return _server_url("DATATRACE_TEST_MYSQL_URL")
+    return _server_url(MYSQL_ENV)
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> URL:
     """The PostgreSQL server URL from DATATRACE_TEST_POSTGRES_URL."""
-    return _server_url("DATATRACE_TEST_POSTGRES_URL")
+    return _server_url(POSTGRES_ENV)
 
 
 def _mysql_admin(server: URL) -> sa.Engine:
