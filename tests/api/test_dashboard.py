@@ -13,7 +13,7 @@ from datatrace_tasks.orchestration.manager import TaskManager
 from datatrace_tasks.state.store import Store
 from datatrace_tasks.state.units import UnitStatus
 from tests.api.helpers import DEADLINE, LiveServer, Serve, wait_until
-from tests.test_progress import pace_events
+from tests.live.test_progress import pace_events
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

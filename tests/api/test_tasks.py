@@ -8,7 +8,7 @@ from datatrace_tasks.orchestration.manager import TaskManager
 from datatrace_tasks.state.store import Store
 from datatrace_tasks.state.units import UnitStatus
 from tests.api.helpers import Serve
-from tests.test_progress import pace_events
+from tests.live.test_progress import pace_events
 
 
 def _running_task(manager: TaskManager) -> str:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from tests.conftest import MYSQL_ENV, server_url
-from tests.test_jobs import make_source
+from tests.orchestration.test_lifecycle import make_source
 
 DATATRACE = [sys.executable, "-m", "datatrace_tasks"]
 

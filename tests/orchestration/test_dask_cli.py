@@ -22,7 +22,7 @@ from datatrace_tasks.orchestration.scaleout import JobProcessFn, manager_handle
 from datatrace_tasks.state.store import Store
 from datatrace_tasks.sync import load_job
 from tests.conftest import MYSQL_ENV, _scratch_database
-from tests.prefect.conftest import count_rows
+from tests.orchestration.conftest import count_rows
 
 pytest.importorskip("prefect_dask")
 import cloudpickle  # type: ignore[import-untyped]  # noqa: E402  (comes with dask)

@@ -25,7 +25,7 @@ import pytest
 
 from datatrace_tasks.orchestration.artifacts import artifact_key
 from datatrace_tasks.state.store import Store
-from tests.prefect.conftest import count_rows, write_job
+from tests.orchestration.conftest import count_rows, write_job
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).with_name("prefect"))

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 import yaml
 
 from tests.conftest import MYSQL_ENV, _scratch_database
-from tests.test_jobs import make_source
+from tests.orchestration.test_lifecycle import make_source
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from datatrace_tasks.state.store import Store
-from tests.prefect.hammer import BATCHES, ROWS_PER_BATCH, hammer
+from tests.orchestration.hammer import BATCHES, ROWS_PER_BATCH, hammer
 
 RUNNERS = 4
 UNITS = 24
@@ -99,7 +99,7 @@ class TestDask:
             use_task_runner,
         )
         from datatrace_tasks.sync import load_job
-        from tests.prefect.conftest import count_rows, write_job
+        from tests.orchestration.conftest import count_rows, write_job
 
         cloudpickle.register_pickle_by_value(__import__(__name__, fromlist=["_"]))
         tables = {f"t{i}": 1_500 for i in range(6)}

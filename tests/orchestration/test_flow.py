@@ -27,7 +27,7 @@ from datatrace_tasks.orchestration.artifacts import artifact_key
 from datatrace_tasks.orchestration.manager import TaskManager
 from datatrace_tasks.state.units import UnitStatus
 from flows.sync import sync_job
-from tests.prefect.conftest import count_rows, write_job
+from tests.orchestration.conftest import count_rows, write_job
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
