@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import re
-
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from typing import TYPE_CHECKING
 
 from datatrace_tasks.exceptions import ConfigError, DataTraceError
+
+if TYPE_CHECKING:  # SQLAlchemy is imported only to parse: `mask_text` must stay cheap
+    from sqlalchemy.engine import URL
 
 _PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
 
 
 def parse_url(url: str | URL) -> URL:
     """Parse a SQLAlchemy URL, with an error that shows it masked."""
+    from sqlalchemy.engine import URL, make_url
+    from sqlalchemy.exc import ArgumentError
+
     if isinstance(url, URL):
         return url
     try:

@@ -10,9 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,6 +21,9 @@ log = logging.getLogger("datatrace")
 T = TypeVar("T")
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "datatrace_alembic_version"  # Alembic keeps the revision here (env.py)
+HEAD_REVISION = "0002"
+"""The newest migration's revision (a test holds it to Alembic's own head)."""
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 
@@ -110,15 +111,35 @@ class StoreConnection:
         with _migrate_lock:
             if self.url in _migrated:
                 return
-            config = Config()
-            config.set_main_option("script_location", str(_MIGRATIONS))
             try:
-                with self.engine.begin() as connection:
-                    config.attributes["connection"] = connection
-                    command.upgrade(config, "head")
+                if self._revision() != HEAD_REVISION:
+                    self._upgrade()
             except (OperationalError, DBAPIError) as exc:
                 raise unreachable(self.url, exc) from exc
             _migrated.add(self.url)
+
+    def _revision(self) -> str | None:
+        """The schema's Alembic revision, read with one SELECT (None: not migrated yet).
+
+        A store already at the head is not handed to Alembic at all, so a command
+        that only reads (`datatrace status`) does not pay for importing it.
+        """
+        with self.engine.connect() as connection:
+            if not inspect(connection).has_table(VERSION_TABLE):
+                return None
+            return connection.execute(
+                text(f"SELECT version_num FROM {VERSION_TABLE}")  # noqa: S608 - a constant
+            ).scalar()
+
+    def _upgrade(self) -> None:
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
 
     def dispose(self) -> None:
         """Close pooled connections."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
@@ -109,3 +111,35 @@ class TestUnreachable:
         """A server that is not there fails fast with the host named."""
         with pytest.raises(DatabaseUnreachable, match="127.0.0.1:1"):
             Store("postgresql+psycopg://u:pw@127.0.0.1:1/db")
+
+
+class TestMigrations:
+    def test_head_revision_is_alembics_head(self) -> None:
+        """The revision the store compares against is the newest migration's, so a new
+        migration cannot be skipped by the fast path."""
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
+        from datatrace_tasks.state import engine
+
+        config = Config()
+        config.set_main_option("script_location", str(engine._MIGRATIONS))
+        assert ScriptDirectory.from_config(config).get_current_head() == engine.HEAD_REVISION
+
+    def test_an_older_schema_is_upgraded(self, tmp_path: Path) -> None:
+        """A store at an older revision is brought to the head when it is opened."""
+        from sqlalchemy import create_engine, text
+
+        from datatrace_tasks.state import engine
+
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+        Store(url).dispose()
+        with create_engine(url).begin() as conn:
+            conn.execute(text("UPDATE datatrace_alembic_version SET version_num = '0001'"))
+            conn.execute(text("ALTER TABLE task_unit_runtimes DROP COLUMN lease_owner"))
+            conn.execute(text("ALTER TABLE task_unit_runtimes DROP COLUMN lease_expires_at"))
+        engine._migrated.discard(url)
+        store = Store(url)
+        task_id = store.create_task(name="t", units=[("a", "a")])
+        assert store.claim_unit(task_id, "a", "me:1:x", lease_seconds=30)
+        store.dispose()
