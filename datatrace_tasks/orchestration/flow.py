@@ -153,10 +153,9 @@ def _unit_body(
         ):
             # Running from here: before, the unit only waited for its lease or a slot.
             # Prefect counts the attempts (run_count grows on every retry).
-            manager.write_unit_status(
+            current = manager.write_unit_status(
                 task_id, unit_id, UnitStatus.RUNNING, error_message="", attempts=_attempt()
             )
-            current = next(u for u in manager.get_task_units(task_id) if u.id == unit_id)
             reporter = UnitReporter(manager, task_id, current)
             process_fn(current, reporter)
             return reporter.processed

@@ -54,7 +54,7 @@ def record_pause(manager: UnitCache, task_id: str, unit_id: str, exc: UnitPaused
     A unit stopped before it began goes back to where it was: pending if it never
     copied anything, paused (at its checkpoint) otherwise.
     """
-    unit = next(u for u in manager.get_task_units(task_id) if u.id == unit_id)
+    unit = manager.get_unit(task_id, unit_id)
     started = exc.started or unit.checkpoint is not None
     status = UnitStatus.PAUSED if started else UnitStatus.PENDING
     manager.write_unit_status(task_id, unit_id, status)

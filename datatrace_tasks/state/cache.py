@@ -77,8 +77,7 @@ class UnitCache:
         self._flusher: Heartbeat | None = None
 
     def _default_monitor(self) -> UnitListener:
-        """The listener when none is given: nobody."""
-        return Silent()
+        return Silent()  # nobody listens unless told
 
     # -- 1. units ------------------------------------------------------------------------
 
@@ -132,6 +131,10 @@ class UnitCache:
             if cached is not None:
                 return [replace(u) for u in cached.values()]
         return self.load_task_units_from_db(task_id)
+
+    def get_unit(self, task_id: str, unit_id: str) -> TaskUnit:
+        """A copy of one unit (not of all: a task may have thousands); UnitNotFound if none."""
+        return self._snapshot(task_id, unit_id)
 
     def clear_task_units(self, task_id: str) -> None:
         """Forget a task's units in memory (the store keeps them)."""
@@ -360,8 +363,7 @@ class UnitCache:
         return retry_unreachable(write, seconds=self.store_retry_seconds, what=what)
 
     def _publish(self, task_id: str, unit: TaskUnit) -> None:
-        """Tell every listener; one that fails is logged, never the unit's failure (the
-        store, the truth, is already written)."""
+        """Tell every listener; one that fails is logged, never fails the unit."""
         for monitor in (self.monitor, *self._extra_monitors):
             try:
                 monitor.publish(task_id, unit)
