@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 # Prefect reads its home and settings at import: point them at a scratch folder first
@@ -148,21 +148,34 @@ def _scratch_database(env: str) -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(
-    params=[
+def store_backends(mysql: str = "mysql") -> list[Any]:
+    """The state-store backends as fixture params: SQLite, MariaDB (named `mysql`), PostgreSQL."""
+    return [
         "sqlite",
-        pytest.param("mysql", marks=pytest.mark.mysql),
+        pytest.param(mysql, marks=pytest.mark.mysql),
         pytest.param("postgres", marks=pytest.mark.postgres),
     ]
-)
+
+
+def store_on(
+    backend: str, tmp_path: object, mariadb: Callable[[], Iterator[str]] | None = None
+) -> Iterator[str]:
+    """Yield the URL of an empty state store on `backend` (a `store_backends` value): a SQLite
+    file in tmp_path, a scratch PostgreSQL database, or a MariaDB one (from `mariadb` if given)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path}/state.db"
+    elif backend == "postgres":
+        yield from _scratch_database(POSTGRES_ENV)
+    elif mariadb is not None:
+        yield from mariadb()
+    else:
+        yield from _scratch_database(MYSQL_ENV)
+
+
+@pytest.fixture(params=store_backends())
 def store_url(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[str]:
     """The URL of an empty state store on SQLite, MariaDB or PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/state.db"
-    elif request.param == "mysql":
-        yield from _scratch_database(MYSQL_ENV)
-    else:
-        yield from _scratch_database(POSTGRES_ENV)
+    yield from store_on(request.param, tmp_path)
 
 
 @pytest.fixture

@@ -32,6 +32,17 @@ def _source(path: Path) -> None:
     engine.dispose()
 
 
+def _sqlite_job(tmp_path: Path, **settings: object) -> tuple[Path, str]:
+    """A filled SQLite source, and a job file copying it with `settings` to an empty SQLite
+    target in tmp_path: (the job file, the target URL)."""
+    source, target = tmp_path / "source.db", tmp_path / "target.db"
+    _source(source)
+    job = tmp_path / "job.yaml"
+    fields = {"source": f"sqlite:///{source}", "target": f"sqlite:///{target}", **settings}
+    job.write_text(yaml.safe_dump(fields))
+    return job, f"sqlite:///{target}"
+
+
 def _count(url: str, table: str) -> int:
     engine = sa.create_engine(url)
     try:
@@ -51,21 +62,13 @@ class TestPauseAndResume:
         API, its units end paused with checkpoints, and resume through the API completes it."""
         from prefect.settings import PREFECT_API_URL
 
-        source, target = tmp_path / "source.db", tmp_path / "target.db"
-        _source(source)
-        job = tmp_path / "job.yaml"
-        job.write_text(
-            yaml.safe_dump(
-                {
-                    "name": "cross-process",
-                    "source": f"sqlite:///{source}",
-                    "target": f"sqlite:///{target}",
-                    "concurrency": 3,
-                    "batch_size": 50,
-                    "retries": 0,
-                    "throttle_rows_per_second": 300,
-                }
-            )
+        job, target = _sqlite_job(
+            tmp_path,
+            name="cross-process",
+            concurrency=3,
+            batch_size=50,
+            retries=0,
+            throttle_rows_per_second=300,
         )
         env = dict(os.environ, DATATRACE_DATABASE_URL=store_url, DATATRACE_PROGRESS_INTERVAL="0.1")
         env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
@@ -114,7 +117,7 @@ class TestPauseAndResume:
         units = store.load_units(task_id)
         assert all(u.status is UnitStatus.COMPLETED for u in units)
         for table, rows in TABLES.items():
-            assert _count(f"sqlite:///{target}", table) == rows
+            assert _count(target, table) == rows
 
 
 class TestRetryFailed:
@@ -128,21 +131,13 @@ class TestRetryFailed:
         from datatrace_tasks.orchestration.manager import TaskManager
         from datatrace_tasks.sync import load_job
 
-        source, target = tmp_path / "source.db", tmp_path / "target.db"
-        _source(source)
-        job_path = tmp_path / "job.yaml"
-        job_path.write_text(
-            yaml.safe_dump(
-                {
-                    "name": "retry",
-                    "source": f"sqlite:///{source}",
-                    "target": f"sqlite:///{target}",
-                    "tables": ["gamma"],
-                    "batch_size": 100,
-                    "retries": 0,
-                    "throttle_rows_per_second": 400,
-                }
-            )
+        job_path, target = _sqlite_job(
+            tmp_path,
+            name="retry",
+            tables=["gamma"],
+            batch_size=100,
+            retries=0,
+            throttle_rows_per_second=400,
         )
         manager = TaskManager(store, progress_interval=0.1)
         task_id = create_task_from_job(manager, load_job(job_path), job_path=job_path)
@@ -163,4 +158,4 @@ class TestRetryFailed:
         (unit,) = store.load_units(task_id)
         assert unit.status is UnitStatus.COMPLETED
         assert unit.error_message == ""
-        assert _count(f"sqlite:///{target}", "gamma") == TABLES["gamma"]
+        assert _count(target, "gamma") == TABLES["gamma"]

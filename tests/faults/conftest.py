@@ -9,6 +9,7 @@ measured are printed at the end of the session (and by `make soak`).
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -23,6 +24,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from datatrace_tasks.sync.ranges import auto_ranges
 from tests.conftest import FIGURES, MYSQL_ENV, _scratch_database
 
 __all__ = ["FIGURES"]  # the tests append their figures; tests/conftest.py prints them
@@ -244,6 +246,37 @@ class Cli:
                 conn.execute("SELECT COALESCE(MAX(id), 0) FROM task_unit_events").fetchone()[0]
             )
 
+    def start_run(self, job: Path) -> tuple[subprocess.Popen[bytes], Path, str]:
+        """Start `datatrace run JOB` and wait for the task id it prints first:
+        (the process, its output file, the task id)."""
+        proc, out = self.start("run", str(job))
+        return proc, out, wait_for_task_id(out, proc)
+
+    def wait_for_progress(
+        self, task_id: str, proc: subprocess.Popen[bytes], rows: int, timeout: float = 240
+    ) -> int:
+        """Wait until the store shows at least `rows` copied (or the run ended); returns rows."""
+        deadline = time.monotonic() + timeout
+        done = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                done = sum(u["processed_records"] for u in self.units(task_id).values())
+            except sqlite3.OperationalError:
+                done = 0  # the store is being created or migrated
+            if done >= rows:
+                return done
+            time.sleep(0.02)
+        return done
+
+    def rows_to_recopy(self, task_id: str, target: str) -> int:
+        """Rows in the target beyond what each unfinished unit's checkpoint accounts for."""
+        counts = {name: count for name, (count, _) in table_state(target).items()}
+        return sum(
+            counts.get(unit_id, 0) - unit["processed_records"]
+            for unit_id, unit in self.units(task_id).items()
+            if unit["status"] != "completed"
+        )
+
 
 @pytest.fixture
 def cli(tmp_path: Path, prefect_api_url: str) -> Iterator[Cli]:
@@ -275,36 +308,24 @@ def wait_for_task_id(out: Path, proc: subprocess.Popen[bytes], timeout: float = 
     raise AssertionError("the run never printed its task id")
 
 
-def wait_for_progress(
-    cli: Cli, task_id: str, proc: subprocess.Popen[bytes], rows: int, timeout: float = 240
-) -> int:
-    """Wait until the store shows at least `rows` copied (or the run ended); returns rows."""
-    deadline = time.monotonic() + timeout
-    done = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            done = sum(u["processed_records"] for u in cli.units(task_id).values())
-        except sqlite3.OperationalError:
-            done = 0  # the store is being created or migrated
-        if done >= rows:
-            return done
-        time.sleep(0.02)
-    return done
+def recopy_bound(units: dict[str, dict[str, Any]], job_options: dict[str, Any]) -> int:
+    """Rows a resume may copy again: one batch per key range in flight at the kill.
 
-
-def recopy_bound(job_options: dict[str, Any]) -> int:
-    """Rows a resume may copy again: one batch per range in flight."""
-    ranges = int(job_options.get("ranges", 1))
-    return (
-        int(job_options.get("concurrency", 3)) * ranges * int(job_options.get("batch_size", 2000))
-    )
-
-
-def rows_to_recopy(cli: Cli, task_id: str, target: str) -> int:
-    """Rows in the target beyond what each unfinished unit's checkpoint accounts for."""
-    counts = {name: count for name, (count, _) in table_state(target).items()}
-    return sum(
-        counts.get(unit_id, 0) - unit["processed_records"]
-        for unit_id, unit in cli.units(task_id).items()
-        if unit["status"] != "completed"
-    )
+    A unit left running (or paused) has as many ranges in flight as its checkpoint
+    holds unfinished ones (or, with no checkpoint yet, as many as the engine would cut
+    for its size).
+    """
+    batch = int(job_options.get("batch_size", 2000))
+    in_flight = 0
+    for unit in units.values():
+        if unit["status"] not in ("running", "paused"):
+            continue
+        checkpoint = json.loads(unit["checkpoint"]) if unit["checkpoint"] else None
+        if checkpoint and "ranges" in checkpoint:
+            in_flight += sum(not r["done"] for r in checkpoint["ranges"])
+        elif checkpoint:
+            in_flight += 1
+        else:
+            wanted = job_options.get("ranges")
+            in_flight += auto_ranges(int(unit["total_records"]), batch, wanted)
+    return in_flight * batch

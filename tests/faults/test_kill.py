@@ -21,10 +21,7 @@ from tests.faults.conftest import (
     Cli,
     Schemas,
     recopy_bound,
-    rows_to_recopy,
     table_state,
-    wait_for_progress,
-    wait_for_task_id,
     write_job,
 )
 
@@ -41,9 +38,8 @@ def test_kill_9_then_resume_is_exact(seed: int, schemas: Schemas, cli: Cli, tmp_
     kill_at = int(SOURCE_ROWS * rnd.uniform(0.05, 0.85))
     job = write_job(tmp_path / "job.yaml", schemas, **options)
 
-    proc, out = cli.start("run", str(job))
-    task_id = wait_for_task_id(out, proc)
-    copied = wait_for_progress(cli, task_id, proc, kill_at)
+    proc, _, task_id = cli.start_run(job)
+    copied = cli.wait_for_progress(task_id, proc, kill_at)
     time.sleep(rnd.uniform(0, 0.5))  # not always just after a checkpoint write
     assert proc.poll() is None, "the run finished before the kill; lower the kill point"
     os.killpg(proc.pid, signal.SIGKILL)
@@ -52,7 +48,7 @@ def test_kill_9_then_resume_is_exact(seed: int, schemas: Schemas, cli: Cli, tmp_
     at_kill = cli.units(task_id)
     completed_before = {u for u, row in at_kill.items() if row["status"] == "completed"}
     stale = {u for u, row in at_kill.items() if row["status"] == "running"}
-    recopy = rows_to_recopy(cli, task_id, schemas.target)
+    recopy = cli.rows_to_recopy(task_id, schemas.target)
     last_event = cli.last_event_id()
 
     code, text = cli.resume(task_id)
@@ -69,12 +65,12 @@ def test_kill_9_then_resume_is_exact(seed: int, schemas: Schemas, cli: Cli, tmp_
         if e["status"] == "running" and e["unit_id"] in completed_before
     }
     assert rerun == set(), "a completed unit ran again"
-    assert 0 <= recopy <= recopy_bound(options)
+    assert 0 <= recopy <= recopy_bound(at_kill, options)
     FIGURES.append(
         f"kill -9 seed {seed}: killed at {copied:,}/{SOURCE_ROWS:,} rows;"
         f" {len(completed_before)}/{len(TABLES)} units completed, {len(stale)} left running;"
         f" resume: 0 lost, 0 duplicates, {recopy:,} rows re-copied"
-        f" (bound {recopy_bound(options):,})"
+        f" (bound {recopy_bound(at_kill, options):,})"
     )
 
 
@@ -83,9 +79,8 @@ def test_resume_after_kill_9_takes_over_at_once(schemas: Schemas, cli: Cli, tmp_
     is not refused: the dead holder's task and unit leases are taken over at once."""
     cli.extra_env["DATATRACE_LEASE_SECONDS"] = "300"
     job = write_job(tmp_path / "job.yaml", schemas, concurrency=3, batch_size=2000)
-    proc, out = cli.start("run", str(job))
-    task_id = wait_for_task_id(out, proc)
-    wait_for_progress(cli, task_id, proc, SOURCE_ROWS // 4)
+    proc, _, task_id = cli.start_run(job)
+    cli.wait_for_progress(task_id, proc, SOURCE_ROWS // 4)
     assert proc.poll() is None, "the run finished before the kill"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)

@@ -16,8 +16,6 @@ from tests.faults.conftest import (
     Cli,
     Schemas,
     table_state,
-    wait_for_progress,
-    wait_for_task_id,
     write_job,
 )
 from tests.faults.proxy import CuttableProxy
@@ -58,12 +56,11 @@ def completed_units_are_exact(cli: Cli, task_id: str, schemas: Schemas) -> None:
 def test_target_connections_killed_mid_copy(schemas: Schemas, cli: Cli, tmp_path: Path) -> None:
     """KILL the target's connections three times: units retry and complete, or resume does."""
     job = write_job(tmp_path / "job.yaml", schemas, concurrency=3, batch_size=2000, retries=3)
-    proc, out = cli.start("run", str(job))
-    task_id = wait_for_task_id(out, proc)
+    proc, out, task_id = cli.start_run(job)
     target_db = str(make_url(schemas.target).database)
     killed = 0
     for share in (0.15, 0.35, 0.55):
-        wait_for_progress(cli, task_id, proc, int(SOURCE_ROWS * share))
+        cli.wait_for_progress(task_id, proc, int(SOURCE_ROWS * share))
         killed += kill_connections_to(schemas.source, target_db)
     code = proc.wait(timeout=300)
     text = out.read_text(encoding="utf-8")

@@ -15,10 +15,7 @@ from tests.faults.conftest import (
     Cli,
     Schemas,
     recopy_bound,
-    rows_to_recopy,
     table_state,
-    wait_for_progress,
-    wait_for_task_id,
     write_job,
 )
 
@@ -32,9 +29,8 @@ def test_signal_pauses_within_ten_seconds(
     """The first SIGTERM/SIGINT pauses every running unit at its checkpoint; resume is exact."""
     options = {"concurrency": 3, "batch_size": 2000}
     job = write_job(tmp_path / "job.yaml", schemas, **options)
-    proc, out = cli.start("run", str(job))
-    task_id = wait_for_task_id(out, proc)
-    wait_for_progress(cli, task_id, proc, SOURCE_ROWS // 4)
+    proc, out, task_id = cli.start_run(job)
+    cli.wait_for_progress(task_id, proc, SOURCE_ROWS // 4)
     assert proc.poll() is None
     sent = time.monotonic()
     os.kill(proc.pid, signum)
@@ -49,12 +45,12 @@ def test_signal_pauses_within_ten_seconds(
     for row in units.values():
         if row["status"] == "paused":
             assert row["checkpoint"], f"{row['unit_id']} paused without a checkpoint"
-    recopy = rows_to_recopy(cli, task_id, schemas.target)
+    recopy = cli.rows_to_recopy(task_id, schemas.target)
 
     code, text = cli.resume(task_id)
     assert code == 0, text
     assert table_state(schemas.target) == table_state(schemas.source)
-    assert 0 <= recopy <= recopy_bound(options)
+    assert 0 <= recopy <= recopy_bound(units, options)
     FIGURES.append(
         f"{signal.Signals(signum).name}: exited {stopped} in {took:.1f} s with"
         f" {sum(s == 'paused' for s in (r['status'] for r in units.values()))} units paused;"
@@ -74,9 +70,8 @@ def test_second_runner_is_refused_then_stale_run_is_resumed(
         throttle_rows_per_second=1000,  # slow enough to still run while a second CLI starts
         ranges=1,
     )
-    proc, out = cli.start("run", str(job))
-    task_id = wait_for_task_id(out, proc)
-    wait_for_progress(cli, task_id, proc, 10_000)
+    proc, _, task_id = cli.start_run(job)
+    cli.wait_for_progress(task_id, proc, 10_000)
     assert proc.poll() is None
 
     code, text = cli.run("resume", task_id)

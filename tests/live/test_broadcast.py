@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
@@ -49,6 +51,21 @@ async def _next(events: AsyncIterator[UnitEvent]) -> UnitEvent:
     return await asyncio.wait_for(anext(events), timeout=10)
 
 
+@asynccontextmanager
+async def running(store: Store, **options: Any) -> AsyncIterator[EventBroadcaster]:
+    """A started EventBroadcaster over `store`, stopped on the way out.
+
+    It polls only when the test says (`poll_once`), on a FakeClock unless `clock` is given.
+    """
+    options.setdefault("clock", FakeClock())
+    broadcaster = EventBroadcaster(store, poll_interval=3600, **options)
+    await broadcaster.start()
+    try:
+        yield broadcaster
+    finally:
+        await broadcaster.stop()
+
+
 class TestOrder:
     """Events reach subscribers in id order even when commits are not."""
 
@@ -58,10 +75,8 @@ class TestOrder:
             pytest.skip("SQLite serializes writers: ids always commit in order")
 
         async def scenario() -> list[int]:
-            broadcaster = EventBroadcaster(store, clock=FakeClock(), poll_interval=3600)
-            await broadcaster.start()
-            got: list[int] = []
-            try:
+            async with running(store) as broadcaster:
+                got: list[int] = []
                 with broadcaster.subscribe(task_id=None, last_event_id=None) as sub:
                     events = aiter(sub)
                     held = store.session()
@@ -76,8 +91,6 @@ class TestOrder:
                     assert await broadcaster.poll_once() == 2
                     got = [(await _next(events)).id, (await _next(events)).id]
                     assert got == [row.id, later[0]]
-            finally:
-                await broadcaster.stop()
             return got
 
         asyncio.run(scenario())
@@ -87,11 +100,7 @@ class TestOrder:
 
         async def scenario() -> None:
             clock = FakeClock()
-            broadcaster = EventBroadcaster(
-                store, clock=clock, grace_seconds=2.0, poll_interval=3600
-            )
-            await broadcaster.start()
-            try:
+            async with running(store, clock=clock, grace_seconds=2.0) as broadcaster:
                 with broadcaster.subscribe(task_id=None, last_event_id=None) as sub:
                     events = aiter(sub)
                     (first,) = await asyncio.to_thread(_insert, store)
@@ -103,8 +112,6 @@ class TestOrder:
                     assert await broadcaster.poll_once() == 1
                     assert (await _next(events)).id == after_gap
                     assert broadcaster.last_event_id == after_gap
-            finally:
-                await broadcaster.stop()
 
         asyncio.run(scenario())
 
@@ -117,17 +124,13 @@ class TestReplayAndCutOff:
 
         async def scenario() -> None:
             old = await asyncio.to_thread(_insert, store, 5)
-            broadcaster = EventBroadcaster(store, clock=FakeClock(), poll_interval=3600)
-            await broadcaster.start()
-            try:
+            async with running(store) as broadcaster:
                 with broadcaster.subscribe(task_id="t", last_event_id=old[1]) as sub:
                     events = aiter(sub)
                     new = await asyncio.to_thread(_insert, store, 3)
                     await broadcaster.poll_once()
                     got = [(await _next(events)).id for _ in range(6)]
                     assert got == old[2:] + new
-            finally:
-                await broadcaster.stop()
 
         asyncio.run(scenario())
 
@@ -135,12 +138,8 @@ class TestReplayAndCutOff:
         """A full queue drops its subscriber (bounded memory); a replay then recovers all."""
 
         async def scenario() -> None:
-            broadcaster = EventBroadcaster(
-                store, clock=FakeClock(), queue_size=3, poll_interval=3600
-            )
-            await broadcaster.start()
-            start = broadcaster.last_event_id
-            try:
+            async with running(store, queue_size=3) as broadcaster:
+                start = broadcaster.last_event_id
                 with broadcaster.subscribe(task_id=None, last_event_id=None) as sub:
                     ids = await asyncio.to_thread(_insert, store, 5)
                     await broadcaster.poll_once()
@@ -150,8 +149,6 @@ class TestReplayAndCutOff:
                 with broadcaster.subscribe(task_id=None, last_event_id=start) as again:
                     events = aiter(again)
                     assert [(await _next(events)).id for _ in ids] == ids
-            finally:
-                await broadcaster.stop()
 
         asyncio.run(scenario())
 
@@ -160,9 +157,7 @@ class TestReplayAndCutOff:
 
         async def scenario() -> None:
             old = await asyncio.to_thread(_insert, store, 4)
-            broadcaster = EventBroadcaster(store, clock=FakeClock(), poll_interval=3600)
-            await broadcaster.start()
-            try:
+            async with running(store) as broadcaster:
                 with broadcaster.subscribe(task_id="t", last_event_id=old[0]) as sub:
                     batches = sub.batches()
                     new = await asyncio.to_thread(_insert, store, 3)
@@ -171,7 +166,5 @@ class TestReplayAndCutOff:
                     second = await asyncio.wait_for(anext(batches), timeout=10)
                     assert [e.id for e in first] == old[1:]
                     assert [e.id for e in second] == new
-            finally:
-                await broadcaster.stop()
 
         asyncio.run(scenario())

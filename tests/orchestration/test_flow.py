@@ -51,6 +51,22 @@ def _child_runs(parent_flow_run_id: UUID) -> list[Any]:
         )
 
 
+def run_pausing_at_once(manager: TaskManager, prefix: str, units: list[str]) -> tuple[str, str]:
+    """Create a task named `prefix-<random>` over `units` and run it in auto mode, one at a
+    time, with a process function that pauses the task during the first unit (after 5 of 10
+    records, with a checkpoint); returns (task name, task id)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    task_id = manager.create_task(name, units)
+
+    def pause_at_once(unit: Any, reporter: Any) -> None:
+        reporter.set_total(10)
+        manager.request_pause(task_id)
+        reporter.report(5, checkpoint={"at": 5})
+
+    manager.execute_auto_mode(task_id, 1, pause_at_once)
+    return name, task_id
+
+
 class TestDeploymentFlow:
     def test_completed_run_names_artifacts_and_state(
         self, tmp_path: Path, manager: TaskManager, monkeypatch: pytest.MonkeyPatch
@@ -107,15 +123,7 @@ class TestDeploymentFlow:
 
     def test_paused_task_ends_in_a_paused_state(self, manager: TaskManager) -> None:
         """A pause ends the flow run in a state named Paused, with the counts and the task id."""
-        name = f"pausing-{uuid.uuid4().hex[:6]}"
-        task_id = manager.create_task(name, ["a", "b"])
-
-        def pause_at_once(unit: Any, reporter: Any) -> None:
-            reporter.set_total(10)
-            manager.request_pause(task_id)
-            reporter.report(5, checkpoint={"at": 5})
-
-        manager.execute_auto_mode(task_id, 1, pause_at_once)
+        name, task_id = run_pausing_at_once(manager, "pausing", ["a", "b"])
         task = manager.store.get_task(task_id)
         assert task.status == "paused"
         assert "resume with task_id=" + task_id in task.message
@@ -129,15 +137,7 @@ class TestDeploymentFlow:
     def test_a_paused_unit_is_paused_in_prefect_too(self, manager: TaskManager) -> None:
         """Prefect's own task run of a paused unit ends Paused (cancelled), never Failed,
         agreeing with the store; the unit not started stays pending."""
-        name = f"pausing-unit-{uuid.uuid4().hex[:6]}"
-        task_id = manager.create_task(name, ["first", "second"])
-
-        def pause_at_once(unit: Any, reporter: Any) -> None:
-            reporter.set_total(10)
-            manager.request_pause(task_id)
-            reporter.report(5, checkpoint={"at": 5})
-
-        manager.execute_auto_mode(task_id, 1, pause_at_once)
+        name, task_id = run_pausing_at_once(manager, "pausing-unit", ["first", "second"])
         statuses = {u.id: u.status for u in manager.store.load_units(task_id)}
         assert statuses == {"first": UnitStatus.PAUSED, "second": UnitStatus.PENDING}
         with get_client(sync_client=True) as client:

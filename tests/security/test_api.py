@@ -19,7 +19,7 @@ from starlette.routing import Mount
 from datatrace_tasks.orchestration.manager import TaskManager
 from datatrace_tasks.state.store import Store
 from tests.api.helpers import LiveServer, Serve
-from tests.conftest import POSTGRES_ENV, _scratch_database
+from tests.conftest import store_backends, store_on
 from tests.security.conftest import Captured, GeneralLog, unexpected, without_literals
 from tests.security.hostile import hostile_identifiers, searchable
 
@@ -72,21 +72,12 @@ TASK_ROUTES = [
 ]
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("mariadb", marks=pytest.mark.mysql),
-        pytest.param("postgres", marks=pytest.mark.postgres),
-    ]
-)
+@pytest.fixture(params=store_backends("mariadb"))
 def hostile_store(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[str]:
     """A state store on SQLite, on MariaDB (as the scratch user) or on PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/state.db"
-    elif request.param == "mariadb":
-        yield request.getfixturevalue("mariadb_store")
-    else:
-        yield from _scratch_database(POSTGRES_ENV)
+    yield from store_on(
+        request.param, tmp_path, mariadb=lambda: iter([request.getfixturevalue("mariadb_store")])
+    )
 
 
 class TestHostileTaskIds:

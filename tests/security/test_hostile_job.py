@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,44 @@ def write_job(path: Path, **fields: Any) -> Path:
     return path
 
 
+@dataclass
+class Hostile:
+    """The hostile tests' MariaDB: its source database, a scratch target, job files between."""
+
+    tmp_path: Path
+    mariadb: MariaDB
+    source_db: str
+
+    @cached_property
+    def target_db(self) -> str:
+        """An empty target database, created the first time a test asks for it."""
+        return self.mariadb.create_database("dt_sec_dst")
+
+    @property
+    def source_url(self) -> str:
+        """The scratch user's URL of the source database."""
+        return self.mariadb.url(self.source_db)
+
+    @property
+    def target_url(self) -> str:
+        """The scratch user's URL of the target database."""
+        return self.mariadb.url(self.target_db)
+
+    def job_file(self, name: str = "job.yaml", **fields: Any) -> Path:
+        """A job file in tmp_path from the source to the target, unless `fields` name others."""
+        if "source" not in fields:
+            fields["source"] = self.source_url
+        if "target" not in fields:
+            fields["target"] = self.target_url
+        return write_job(self.tmp_path / name, **fields)
+
+
+@pytest.fixture
+def hostile(tmp_path: Path, mariadb: MariaDB, source_db: str) -> Hostile:
+    """The source, a lazily made target and job files, for one test."""
+    return Hostile(tmp_path, mariadb, source_db)
+
+
 def tasks_in(store: Store) -> int:
     """How many sync tasks the store holds."""
     return len(store.list_tasks(limit=10_000))
@@ -67,6 +108,24 @@ def assert_clean_log(captured: Captured, refused: list[str]) -> int:
     leaked = [name for name in refused if searchable(name) and any(name in s for s in statements)]
     assert leaked == []
     return len(statements)
+
+
+def refused_or_accepted(
+    names: list[str], attempt: Callable[[str], object]
+) -> tuple[list[str], list[str]]:
+    """`attempt` each name in turn: the names refused (a TableNotFound naming the name as not
+    in the source schema; any other error propagates) and the names accepted, in order."""
+    refused, accepted = [], []
+    for name in names:
+        try:
+            attempt(name)
+        except TableNotFound as exc:
+            assert repr(name) in str(exc)
+            assert "not in the source schema" in str(exc)
+            refused.append(name)
+        else:
+            accepted.append(name)
+    return refused, accepted
 
 
 def sample(values: list[str], size: int) -> list[str]:
@@ -98,12 +157,7 @@ class TestHostileTables:
         assert len(HOSTILE) >= 200 and len(set(HOSTILE)) == len(HOSTILE)
 
     def test_each_hostile_table_is_refused(
-        self,
-        tmp_path: Path,
-        sqlite_store: Store,
-        mariadb: MariaDB,
-        source_db: str,
-        general_log: GeneralLog,
+        self, hostile: Hostile, sqlite_store: Store, mariadb: MariaDB, general_log: GeneralLog
     ) -> None:
         """Each hostile name alone is refused naming it, unless the source really has it.
 
@@ -113,14 +167,8 @@ class TestHostileTables:
         create_task_from_job way against the server, with the general log on. All of them
         together go that way in test_all_hostile_tables_in_one_job.
         """
-        target = mariadb.create_database("dt_sec_dst")
-        source_url, target_url = mariadb.url(source_db), mariadb.url(target)
         jobs = {
-            name: load_job(
-                write_job(
-                    tmp_path / f"job{i}.yaml", source=source_url, target=target_url, tables=[name]
-                )
-            )
+            name: load_job(hostile.job_file(f"job{i}.yaml", tables=[name]))
             for i, name in enumerate(HOSTILE)
         }
         dbs = Databases(jobs[HOSTILE[0]].source_url, jobs[HOSTILE[0]].target_url)
@@ -129,33 +177,22 @@ class TestHostileTables:
         finally:
             dbs.dispose()
         assert set(catalog) == EXISTING
-        refused, accepted = [], []
-        for name, job in jobs.items():
-            assert job.tables == [name]
-            try:
-                resolve_tables(catalog, job.tables, job.include, job.exclude)
-            except TableNotFound as exc:
-                assert repr(name) in str(exc)
-                assert "not in the source schema" in str(exc)
-                refused.append(name)
-            else:
-                accepted.append(name)
+        assert [name for name, job in jobs.items() if job.tables != [name]] == []
+
+        def check(name: str) -> None:
+            job = jobs[name]
+            resolve_tables(catalog, job.tables, job.include, job.exclude)
+
+        refused, accepted = refused_or_accepted(list(jobs), check)
         assert accepted == [n for n in HOSTILE if n in EXISTING]
         assert len(refused) == len(HOSTILE) - len(accepted) >= 200
 
         store = sqlite_store
         manager = TaskManager(store)
-        planned_refused, planned_accepted = [], []
         with general_log.capture() as log:
-            for name in SAMPLED:
-                try:
-                    create_task_from_job(manager, jobs[name], job_path=None)
-                except TableNotFound as exc:
-                    assert repr(name) in str(exc)
-                    assert "not in the source schema" in str(exc)
-                    planned_refused.append(name)
-                else:
-                    planned_accepted.append(name)
+            planned_refused, planned_accepted = refused_or_accepted(
+                SAMPLED, lambda name: create_task_from_job(manager, jobs[name], job_path=None)
+            )
         assert len(SAMPLED) >= 15 and set(MUST_PLAN) <= set(HOSTILE)
         assert planned_accepted == [n for n in SAMPLED if n in EXISTING] != []
         assert planned_refused == [n for n in SAMPLED if n in refused]
@@ -165,30 +202,17 @@ class TestHostileTables:
             for t in store.list_tasks()
             for u in store.load_units(t.id)
         )
-        assert mariadb.tables(target) == set()
-        assert mariadb.tables(source_db) == EXISTING
+        assert mariadb.tables(hostile.target_db) == set()
+        assert mariadb.tables(hostile.source_db) == EXISTING
         assert_clean_log(log, planned_refused)
 
     def test_all_hostile_tables_in_one_job(
-        self,
-        tmp_path: Path,
-        sqlite_store: Store,
-        mariadb: MariaDB,
-        source_db: str,
-        general_log: GeneralLog,
+        self, hostile: Hostile, sqlite_store: Store, mariadb: MariaDB, general_log: GeneralLog
     ) -> None:
         """All of them in one job: one refusal naming every unknown one, nothing created,
         and none of them reaches the server (general log on)."""
-        target = mariadb.create_database("dt_sec_dst")
         store = sqlite_store
-        job = load_job(
-            write_job(
-                tmp_path / "job.yaml",
-                source=mariadb.url(source_db),
-                target=mariadb.url(target),
-                tables=HOSTILE,
-            )
-        )
+        job = load_job(hostile.job_file(tables=HOSTILE))
         assert job.tables == HOSTILE
         with general_log.capture() as log, pytest.raises(TableNotFound) as info:
             create_task_from_job(TaskManager(store), job, job_path=None)
@@ -197,24 +221,16 @@ class TestHostileTables:
         assert len(unknown) >= 200
         assert [n for n in unknown if repr(n) not in message] == []
         assert "not in the source schema" in message
-        assert tasks_in(store) == 0 and mariadb.tables(target) == set()
-        assert mariadb.tables(source_db) == EXISTING
+        assert tasks_in(store) == 0 and mariadb.tables(hostile.target_db) == set()
+        assert mariadb.tables(hostile.source_db) == EXISTING
         assert_clean_log(log, unknown)
 
     def test_patterns_that_select_nothing_are_refused(
-        self, tmp_path: Path, sqlite_store: Store, mariadb: MariaDB, source_db: str
+        self, hostile: Hostile, sqlite_store: Store
     ) -> None:
         """An include pattern matching no table is a clear error, not an empty task."""
-        target = mariadb.create_database("dt_sec_dst")
         store = sqlite_store
-        job = load_job(
-            write_job(
-                tmp_path / "job.yaml",
-                source=mariadb.url(source_db),
-                target=mariadb.url(target),
-                include=["evil`; DROP TABLE victim; --"],
-            )
-        )
+        job = load_job(hostile.job_file(include=["evil`; DROP TABLE victim; --"]))
         with pytest.raises(TableNotFound):
             create_task_from_job(TaskManager(store), job, job_path=None)
 
@@ -294,23 +310,17 @@ class TestHostileConfig:
         assert not (tmp_path / "nowhere.db").exists()
 
     def test_hostile_database_names_are_refused(
-        self,
-        tmp_path: Path,
-        sqlite_store: Store,
-        mariadb: MariaDB,
-        source_db: str,
-        general_log: GeneralLog,
+        self, hostile: Hostile, sqlite_store: Store, mariadb: MariaDB, general_log: GeneralLog
     ) -> None:
         """A hostile database name in either URL is a connect refusal naming the database,
         password masked; only the expected statements run."""
-        target = mariadb.create_database("dt_sec_dst")
         store = sqlite_store
-        good_source, good_target = mariadb.url(source_db), mariadb.url(target)
+        good_source, good_target = hostile.source_url, hostile.target_url
         with general_log.capture() as log:
-            self._try_each(tmp_path, mariadb, store, good_source, good_target)
+            self._try_each(hostile.tmp_path, mariadb, store, good_source, good_target)
         assert tasks_in(store) == 0
-        assert mariadb.tables(target) == set()
-        assert mariadb.tables(source_db) == EXISTING
+        assert mariadb.tables(hostile.target_db) == set()
+        assert mariadb.tables(hostile.source_db) == EXISTING
         assert_clean_log(log, [n for n in BAD_DATABASES if "mysql" not in n])
 
     @staticmethod
@@ -373,60 +383,40 @@ class TestCli:
     def test_refused_with_exit_2(
         self,
         tmp_path: Path,
+        hostile: Hostile,
         mariadb: MariaDB,
-        source_db: str,
         command: str,
         fields: dict[str, Any],
         named: str,
     ) -> None:
         """Exit 2, one line naming the problem, password masked, no task, empty target."""
-        target = mariadb.create_database("dt_sec_dst")
-        job = write_job(
-            tmp_path / "job.yaml",
-            source=mariadb.url(source_db),
-            target=mariadb.url(target),
-            **fields,
-        )
+        job = hostile.job_file(**fields)
         out = datatrace(command, str(job), state=tmp_path / "state.db")
         assert out.returncode == 2, out.stderr
         assert out.stderr.startswith("error:"), out.stderr
         assert named in out.stderr
         assert "Traceback" not in out.stderr
         assert mariadb.password not in out.stdout + out.stderr
-        assert mariadb.tables(target) == set()
+        assert mariadb.tables(hostile.target_db) == set()
         state = tmp_path / "state.db"
         if state.exists():
             assert tasks_in(Store(f"sqlite:///{state}")) == 0
 
     def test_plan_shows_odd_names_verbatim(
-        self, tmp_path: Path, mariadb: MariaDB, source_db: str
+        self, tmp_path: Path, hostile: Hostile, mariadb: MariaDB
     ) -> None:
         """plan over the odd tables exits 0 and names each one as it is."""
-        target = mariadb.create_database("dt_sec_dst")
         tables = [n for n in COPYABLE if n != MARKUP_TABLE]
-        job = write_job(
-            tmp_path / "job.yaml",
-            source=mariadb.url(source_db),
-            target=mariadb.url(target),
-            tables=tables,
-        )
+        job = hostile.job_file(tables=tables)
         out = datatrace("plan", str(job), state=tmp_path / "state.db")
         assert out.returncode == 0, out.stderr
         for name in tables:
             assert name in out.stdout, name
-        assert mariadb.tables(target) == set()
+        assert mariadb.tables(hostile.target_db) == set()
 
-    def test_plan_shows_markup_names_verbatim(
-        self, tmp_path: Path, mariadb: MariaDB, source_db: str
-    ) -> None:
+    def test_plan_shows_markup_names_verbatim(self, tmp_path: Path, hostile: Hostile) -> None:
         """A table named like rich markup is planned and shown as it is."""
-        target = mariadb.create_database("dt_sec_dst")
-        job = write_job(
-            tmp_path / "job.yaml",
-            source=mariadb.url(source_db),
-            target=mariadb.url(target),
-            tables=[MARKUP_TABLE],
-        )
+        job = hostile.job_file(tables=[MARKUP_TABLE])
         out = datatrace("plan", str(job), state=tmp_path / "state.db")
         assert out.returncode == 0, out.stderr
         assert MARKUP_TABLE in out.stdout
@@ -456,30 +446,18 @@ class TestOddNames:
     @pytest.mark.usefixtures("prefect_harness")
     @pytest.mark.parametrize("target_kind", ["mariadb", "sqlite"])
     def test_odd_tables_copy_exactly(
-        self,
-        tmp_path: Path,
-        sqlite_store: Store,
-        mariadb: MariaDB,
-        source_db: str,
-        general_log: GeneralLog,
-        target_kind: str,
+        self, hostile: Hostile, sqlite_store: Store, general_log: GeneralLog, target_kind: str
     ) -> None:
         """Every odd table lands with its rows intact; only expected statements ran."""
         if target_kind == "mariadb":
-            target_db = mariadb.create_database("dt_sec_dst")
-            target = mariadb.url(target_db)
+            target = hostile.target_url
         else:
-            target = f"sqlite:///{tmp_path}/target.db"
+            target = f"sqlite:///{hostile.tmp_path}/target.db"
         store = sqlite_store
         manager = TaskManager(store, progress_interval=0.05)
         job = load_job(
-            write_job(
-                tmp_path / "job.yaml",
-                source=mariadb.url(source_db),
-                target=target,
-                tables=[*COPYABLE, "victim"],
-                batch_size=4,
-                concurrency=3,
+            hostile.job_file(
+                target=target, tables=[*COPYABLE, "victim"], batch_size=4, concurrency=3
             )
         )
         with general_log.capture() as log:
@@ -500,7 +478,7 @@ class TestOddNames:
                 assert conn.scalar(sa.select(sa.func.count()).select_from(victim)) == VICTIM_ROWS
         finally:
             engine.dispose()
-        assert mariadb.tables(source_db) == EXISTING
+        assert hostile.mariadb.tables(hostile.source_db) == EXISTING
         assert_clean_log(log, [])
 
     @pytest.mark.usefixtures("prefect_harness")
@@ -514,21 +492,10 @@ class TestOddNames:
         "with a parameter sequence, e.g. always pass a (possibly empty) tuple to "
         "cursor.execute and build SHOW CREATE TABLE with exec_driver_sql(sql, ())",
     )
-    def test_percent_in_names_copies(
-        self, tmp_path: Path, sqlite_store: Store, mariadb: MariaDB, source_db: str
-    ) -> None:
+    def test_percent_in_names_copies(self, hostile: Hostile, sqlite_store: Store) -> None:
         """A table whose name holds `%s` copies MariaDB to MariaDB like any other."""
-        target = mariadb.create_database("dt_sec_dst")
         store = sqlite_store
         manager = TaskManager(store, progress_interval=0.05)
-        job = load_job(
-            write_job(
-                tmp_path / "job.yaml",
-                source=mariadb.url(source_db),
-                target=mariadb.url(target),
-                tables=[PERCENT_TABLE],
-                retries=0,
-            )
-        )
+        job = load_job(hostile.job_file(tables=[PERCENT_TABLE], retries=0))
         task_id = create_task_from_job(manager, job, job_path=None)
         assert run_task(manager, task_id, job).ok

@@ -8,18 +8,13 @@ import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
-from datatrace_tasks.state.units import TaskUnit
-from datatrace_tasks.sync.copy import copy_table
-from datatrace_tasks.sync.engines import Databases
-from datatrace_tasks.sync.job import Job, job_from_dict
-from datatrace_tasks.testing import MemoryReporter
 from tests.conftest import MYSQL_ENV, POSTGRES_ENV, server_url
+from tests.sync.helpers import SyncKit
 
 # The shared material sits beside the repository (`../shared`), in CI as on a laptop.
 SAKILA = Path(
@@ -73,44 +68,46 @@ def _mysql_admin(server: URL) -> sa.Engine:
     return sa.create_engine(server.set(database=None), poolclass=sa.pool.NullPool)
 
 
-@pytest.fixture
-def mysql_schema(mysql_server: URL) -> Iterator[Callable[[], URL]]:
-    """A factory of empty MariaDB schemas, each dropped after the test."""
-    admin = _mysql_admin(mysql_server)
+def _schema_factory(
+    admin: sa.Engine, create: str, drop: str, url_for: Callable[[str], URL]
+) -> Iterator[Callable[[], URL]]:
+    """Yield a factory of empty schemas made by `create`; drop each with `drop` afterwards."""
     made: list[str] = []
 
     def make() -> URL:
         name = new_name()
         with admin.begin() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA `{name}` CHARACTER SET utf8mb4")
+            conn.exec_driver_sql(create.format(name=name))
         made.append(name)
-        return mysql_server.set(database=name)
+        return url_for(name)
 
     yield make
     with admin.begin() as conn:
         for name in made:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS `{name}`")
+            conn.exec_driver_sql(drop.format(name=name))
     admin.dispose()
+
+
+@pytest.fixture
+def mysql_schema(mysql_server: URL) -> Iterator[Callable[[], URL]]:
+    """A factory of empty MariaDB schemas, each dropped after the test."""
+    yield from _schema_factory(
+        _mysql_admin(mysql_server),
+        "CREATE SCHEMA `{name}` CHARACTER SET utf8mb4",
+        "DROP SCHEMA IF EXISTS `{name}`",
+        lambda name: mysql_server.set(database=name),
+    )
 
 
 @pytest.fixture
 def pg_schema(postgres_server: URL) -> Iterator[Callable[[], URL]]:
     """A factory of empty PostgreSQL schemas (set as search_path), dropped after the test."""
-    admin = sa.create_engine(postgres_server, poolclass=sa.pool.NullPool)
-    made: list[str] = []
-
-    def make() -> URL:
-        name = new_name()
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
-        made.append(name)
-        return postgres_server.update_query_dict({"options": f"-csearch_path={name}"})
-
-    yield make
-    with admin.begin() as conn:
-        for name in made:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-    admin.dispose()
+    yield from _schema_factory(
+        sa.create_engine(postgres_server, poolclass=sa.pool.NullPool),
+        'CREATE SCHEMA "{name}"',
+        'DROP SCHEMA IF EXISTS "{name}" CASCADE',
+        lambda name: postgres_server.update_query_dict({"options": f"-csearch_path={name}"}),
+    )
 
 
 @pytest.fixture
@@ -158,44 +155,10 @@ def sakila(mysql_server: URL) -> Iterator[URL]:
     admin.dispose()
 
 
-def make_job(source: URL, target: URL, **options: Any) -> Job:
-    """A validated job between two URLs."""
-    data = {
-        "name": "test",
-        "source": source.render_as_string(hide_password=False),
-        "target": target.render_as_string(hide_password=False),
-        **options,
-    }
-    return job_from_dict(data)
-
-
 @pytest.fixture
-def reporter() -> type[MemoryReporter]:
-    """The in-memory reporter class, for tests to build with their own stop points."""
-    return MemoryReporter
-
-
-@pytest.fixture
-def job_for() -> Callable[..., Job]:
-    """`job_for(source_url, target_url, **options)` builds a validated job."""
-    return make_job
-
-
-def run_unit(job: Job, table: str, reporter: MemoryReporter | None = None) -> Any:
-    """Run the process function on one table; returns the unit."""
-    unit = TaskUnit(id=table, name=table)
-    dbs = Databases(job.source_url, job.target_url)
-    try:
-        copy_table(dbs, job, unit, reporter or MemoryReporter())
-    finally:
-        dbs.dispose()
-    return unit
-
-
-@pytest.fixture
-def run() -> Callable[..., Any]:
-    """`run(job, table, reporter=None)` copies one table and returns its TaskUnit."""
-    return run_unit
+def sync(target_url: Callable[[str], URL]) -> SyncKit:
+    """The copy kit: `sync.target(kind)`, `sync.job(...)`, `sync.run(...)`, `sync.reporter`."""
+    return SyncKit(target_url)
 
 
 @pytest.fixture(scope="session")

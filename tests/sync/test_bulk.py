@@ -14,6 +14,7 @@ from datatrace_tasks.exceptions import VerificationFailed
 from datatrace_tasks.sync.ddl import target_table
 from datatrace_tasks.sync.engines import Databases
 from datatrace_tasks.sync.verify import verify_job, verify_table
+from tests.sync.helpers import SyncKit, execute, fetch
 
 # Every byte LOAD DATA and COPY give a meaning to, in text and in binary columns.
 NASTY_TEXT = [
@@ -31,14 +32,6 @@ NASTY_TEXT = [
     "\\t not a tab",
 ]
 NASTY_BYTES = [b"\x00\xff", b"\\", b"\t\n\r", b"\\N", b"", bytes(range(256))]
-
-
-def _rows(url: URL, sql: str) -> list[tuple[Any, ...]]:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    with engine.connect() as conn:
-        found = [tuple(r) for r in conn.execute(sa.text(sql)).all()]
-    engine.dispose()
-    return found
 
 
 @pytest.fixture
@@ -95,67 +88,44 @@ class TestLoadData:
     """MariaDB to MariaDB goes through LOAD DATA LOCAL INFILE, byte for byte."""
 
     @pytest.mark.parametrize("mode", ["upsert", "append", "truncate"])
-    def test_awkward_values_load_exactly(
-        self,
-        mode: str,
-        nasty_source: URL,
-        mysql_schema: Callable[[], URL],
-        job_for: Callable[..., Any],
-        run: Callable[..., Any],
-    ) -> None:
+    def test_awkward_values_load_exactly(self, mode: str, nasty_source: URL, sync: SyncKit) -> None:
         """NULLs, binary, emoji, backslashes, tabs and newlines arrive unchanged, no fallback."""
-        target = mysql_schema()
-        unit = run(job_for(nasty_source, target, batch_size=25, write_mode=mode), "nasty")
+        target = sync.target("mysql")
+        unit = sync.run(sync.job(nasty_source, target, batch_size=25, write_mode=mode), "nasty")
         assert unit.extra["copy"]["path"] == "load"
         assert unit.extra["copy"]["fallback_batches"] == 0
         assert unit.extra["verification"]["method"] == "server checksums"
-        assert _rows(target, SELECT) == _rows(nasty_source, SELECT)
+        assert fetch(target, SELECT) == fetch(nasty_source, SELECT)
 
     def test_refused_local_infile_falls_back_to_upserts(
-        self,
-        local_infile_off: None,
-        nasty_source: URL,
-        mysql_schema: Callable[[], URL],
-        job_for: Callable[..., Any],
-        run: Callable[..., Any],
+        self, local_infile_off: None, nasty_source: URL, sync: SyncKit
     ) -> None:
         """With local_infile off on the server every batch is upserted instead, exactly."""
-        target = mysql_schema()
-        unit = run(job_for(nasty_source, target, batch_size=25), "nasty")
+        target = sync.target("mysql")
+        unit = sync.run(sync.job(nasty_source, target, batch_size=25), "nasty")
         assert unit.extra["copy"]["fallback_batches"] == unit.extra["copy"]["batches"] == 5
         assert unit.extra["verification"]["ok"]
-        assert _rows(target, SELECT) == _rows(nasty_source, SELECT)
+        assert fetch(target, SELECT) == fetch(nasty_source, SELECT)
 
     def test_plain_append_still_refuses_duplicate_keys(
-        self,
-        nasty_source: URL,
-        mysql_schema: Callable[[], URL],
-        job_for: Callable[..., Any],
-        run: Callable[..., Any],
+        self, nasty_source: URL, sync: SyncKit
     ) -> None:
         """LOAD DATA LOCAL would skip duplicates with a warning; the batch is redone strictly."""
-        target = mysql_schema()
-        job = job_for(nasty_source, target, write_mode="append", batch_size=50)
-        run(job, "nasty")
+        target = sync.target("mysql")
+        job = sync.job(nasty_source, target, write_mode="append", batch_size=50)
+        sync.run(job, "nasty")
         with pytest.raises(sa.exc.IntegrityError):
-            run(job, "nasty")
-        assert _rows(target, "SELECT COUNT(*) FROM nasty") == [(120,)]
+            sync.run(job, "nasty")
+        assert fetch(target, "SELECT COUNT(*) FROM nasty") == [(120,)]
 
     def test_tampered_target_is_caught_by_server_checksums(
-        self,
-        nasty_source: URL,
-        mysql_schema: Callable[[], URL],
-        job_for: Callable[..., Any],
-        run: Callable[..., Any],
+        self, nasty_source: URL, sync: SyncKit
     ) -> None:
         """One changed byte in a blob fails verification and names the row."""
-        target = mysql_schema()
-        job = job_for(nasty_source, target, batch_size=40)
-        run(job, "nasty")
-        engine = sa.create_engine(target, poolclass=sa.pool.NullPool)
-        with engine.begin() as conn:
-            conn.exec_driver_sql("UPDATE nasty SET vb = CONCAT(vb, 'x') WHERE id = 61")
-        engine.dispose()
+        target = sync.target("mysql")
+        job = sync.job(nasty_source, target, batch_size=40)
+        sync.run(job, "nasty")
+        execute(target, "UPDATE nasty SET vb = CONCAT(vb, 'x') WHERE id = 61")
         result = verify_job(job)["nasty"]
         assert not result["ok"] and "first differing key ['61']" in result["error"]
         with pytest.raises(VerificationFailed):
@@ -179,31 +149,24 @@ class TestCopy:
     """MariaDB to PostgreSQL goes through COPY (staged and merged when upserting)."""
 
     @pytest.mark.parametrize("mode", ["upsert", "append"])
-    def test_awkward_values_copy_exactly(
-        self,
-        mode: str,
-        nasty_source: URL,
-        pg_schema: Callable[[], URL],
-        job_for: Callable[..., Any],
-        run: Callable[..., Any],
-    ) -> None:
+    def test_awkward_values_copy_exactly(self, mode: str, nasty_source: URL, sync: SyncKit) -> None:
         """Text and bytes arrive unchanged (NUL-free text: PostgreSQL text cannot hold NUL)."""
-        engine = sa.create_engine(nasty_source, poolclass=sa.pool.NullPool)
-        with engine.begin() as conn:
-            conn.exec_driver_sql("UPDATE nasty SET t = NULL WHERE LOCATE(CHAR(0), t) > 0")
-            conn.exec_driver_sql("UPDATE nasty SET v = '' WHERE LOCATE(CHAR(0), v) > 0")
-        engine.dispose()
-        target = pg_schema()
-        job = job_for(nasty_source, target, batch_size=25, write_mode=mode)
-        unit = run(job, "nasty")
+        execute(
+            nasty_source,
+            "UPDATE nasty SET t = NULL WHERE LOCATE(CHAR(0), t) > 0",
+            "UPDATE nasty SET v = '' WHERE LOCATE(CHAR(0), v) > 0",
+        )
+        target = sync.target("postgres")
+        job = sync.job(nasty_source, target, batch_size=25, write_mode=mode)
+        unit = sync.run(job, "nasty")
         assert unit.extra["copy"]["path"] == "copy"
         assert unit.extra["verification"]["ok"]
-        source = _rows(nasty_source, "SELECT id, t, v, b, vb, n FROM nasty ORDER BY id")
-        copied = _rows(target, "SELECT id, t, v, b, vb, n FROM nasty ORDER BY id")
+        source = fetch(nasty_source, "SELECT id, t, v, b, vb, n FROM nasty ORDER BY id")
+        copied = fetch(target, "SELECT id, t, v, b, vb, n FROM nasty ORDER BY id")
         as_bytes = [
             (*r[:3], None if r[3] is None else bytes(r[3]), bytes(r[4]), r[5]) for r in copied
         ]
         assert as_bytes == source
         if mode == "upsert":  # a second upsert run merges over the same keys
-            again = run(job, "nasty")
+            again = sync.run(job, "nasty")
             assert again.extra["verification"]["target_rows"] == 120

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,8 @@ from datatrace_tasks.exceptions import (
 )
 from datatrace_tasks.state.units import TaskUnit
 from datatrace_tasks.sync.copy import make_process_fn
+from tests.sync.helpers import TARGETS, SyncKit, execute
 
-TARGETS = [
-    pytest.param("mysql", marks=pytest.mark.mysql, id="mariadb"),
-    pytest.param("postgres", marks=[pytest.mark.mysql, pytest.mark.postgres], id="postgres"),
-    pytest.param("sqlite", marks=pytest.mark.mysql, id="sqlite"),
-]
 ODD_TABLE = "we`ird-name x"
 
 
@@ -40,58 +35,37 @@ def rows(url: URL, table: str, order: str) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in found]
 
 
-def execute(url: URL, sql: str, **params: Any) -> None:
-    """Run one statement on `url` in its own transaction."""
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    with engine.begin() as conn:
-        conn.execute(sa.text(sql), params)
-    engine.dispose()
-
-
 @pytest.mark.mysql
 class TestResume:
     """An interrupted unit resumes after its last committed batch."""
 
     @pytest.mark.parametrize("lose", [False, True], ids=["clean-pause", "crash-before-save"])
-    def test_resume_reads_only_the_rest(
-        self,
-        lose: bool,
-        edge_source: URL,
-        mysql_schema: Callable[[], URL],
-        job_for: Callable[..., Any],
-        reporter: Any,
-        run: Callable[..., Any],
-    ) -> None:
+    def test_resume_reads_only_the_rest(self, lose: bool, edge_source: URL, sync: SyncKit) -> None:
         """After a stop at batch 4 of 10, the resumed run reads 600 rows (+100 on a crash)."""
-        target = mysql_schema()
-        job = job_for(edge_source, target, batch_size=100)
-        first = reporter(stop_after=4, lose_last_checkpoint=lose)
+        target = sync.target("mysql")
+        job = sync.job(edge_source, target, batch_size=100)
+        first = sync.reporter(stop_after=4, lose_last_checkpoint=lose)
         with pytest.raises(UnitPaused):
-            run(job, "big", first)
+            sync.run(job, "big", first)
         assert first.checkpoint["rows"] == (300 if lose else 400)
-        second = reporter(first.checkpoint)
-        unit = run(job, "big", second)
+        second = sync.reporter(first.checkpoint)
+        unit = sync.run(job, "big", second)
         assert unit.extra["copy"]["rows_read"] == (700 if lose else 600)
         assert second.reports[-1][0] == 1000
         assert unit.extra["verification"]["target_rows"] == 1000
         assert rows(target, "big", "id") == rows(edge_source, "big", "id")
 
     def test_composite_datetime_decimal_key_resumes_exactly(
-        self,
-        edge_source: URL,
-        target_url: Callable[[str], URL],
-        job_for: Callable[..., Any],
-        reporter: Any,
-        run: Callable[..., Any],
+        self, edge_source: URL, sync: SyncKit
     ) -> None:
         """A (DATETIME(6), DECIMAL) key survives the JSON checkpoint and resumes exactly."""
-        target = target_url("sqlite")
-        job = job_for(edge_source, target, batch_size=7)
-        first = reporter(stop_after=3)
+        target = sync.target("sqlite")
+        job = sync.job(edge_source, target, batch_size=7)
+        first = sync.reporter(stop_after=3)
         with pytest.raises(UnitPaused):
-            run(job, "dated", first)
+            sync.run(job, "dated", first)
         saved = json.loads(json.dumps(first.checkpoint))
-        unit = run(job, "dated", reporter(saved))
+        unit = sync.run(job, "dated", sync.reporter(saved))
         assert unit.extra["copy"]["rows_read"] == 60 - 21
         assert unit.extra["verification"]["target_rows"] == 60
 
@@ -103,46 +77,27 @@ class TestAwkwardTables:
     @pytest.mark.parametrize("kind", TARGETS)
     @pytest.mark.parametrize("table", ["pairs", "nulls", "texts", "empty", ODD_TABLE, "dated"])
     def test_table_copies_and_verifies(
-        self,
-        kind: str,
-        table: str,
-        edge_source: URL,
-        target_url: Callable[[str], URL],
-        job_for: Callable[..., Any],
-        run: Callable[..., Any],
+        self, kind: str, table: str, edge_source: URL, sync: SyncKit
     ) -> None:
         """The table copies in small batches and its checksum matches on the target."""
-        job = job_for(edge_source, target_url(kind), batch_size=2)
-        unit = run(job, table)
+        job = sync.job(edge_source, sync.target(kind), batch_size=2)
+        unit = sync.run(job, table)
         result = unit.extra["verification"]
         expected = {"pairs": 25, "nulls": 2, "texts": 5, "empty": 0, ODD_TABLE: 2, "dated": 60}
         assert result["ok"] and result["target_rows"] == expected[table]
 
     @pytest.mark.parametrize("kind", TARGETS)
-    def test_unicode_text_is_unchanged(
-        self,
-        kind: str,
-        edge_source: URL,
-        target_url: Callable[[str], URL],
-        job_for: Callable[..., Any],
-        run: Callable[..., Any],
-    ) -> None:
+    def test_unicode_text_is_unchanged(self, kind: str, edge_source: URL, sync: SyncKit) -> None:
         """Chinese and emoji text reads back the same on the target."""
-        target = target_url(kind)
-        run(job_for(edge_source, target), "texts")
+        target = sync.target(kind)
+        sync.run(sync.job(edge_source, target), "texts")
         assert rows(target, "texts", "id") == rows(edge_source, "texts", "id")
 
-    def test_table_without_key_is_refused(
-        self,
-        edge_source: URL,
-        target_url: Callable[[str], URL],
-        job_for: Callable[..., Any],
-        run: Callable[..., Any],
-    ) -> None:
+    def test_table_without_key_is_refused(self, edge_source: URL, sync: SyncKit) -> None:
         """A table with no primary or unique key fails clearly and writes nothing."""
-        target = target_url("sqlite")
+        target = sync.target("sqlite")
         with pytest.raises(TableUnsupported, match="'nokey' has no primary key"):
-            run(job_for(edge_source, target), "nokey")
+            sync.run(sync.job(edge_source, target), "nokey")
         assert not sa.inspect(sa.create_engine(target)).has_table("nokey")
 
 
@@ -151,78 +106,54 @@ class TestWriteModes:
     """upsert, append and truncate do what they say."""
 
     def test_upsert_overwrites_changed_rows_and_keeps_others(
-        self,
-        edge_source: URL,
-        mysql_schema: Callable[[], URL],
-        job_for: Callable[..., Any],
-        run: Callable[..., Any],
+        self, edge_source: URL, sync: SyncKit
     ) -> None:
         """A second upsert run fixes a changed target row; target-only rows stay."""
-        target = mysql_schema()
-        job = job_for(edge_source, target, write_mode="upsert")
-        run(job, "texts")
+        target = sync.target("mysql")
+        job = sync.job(edge_source, target, write_mode="upsert")
+        sync.run(job, "texts")
         execute(target, "UPDATE texts SET body = 'changed' WHERE id = 1")
         execute(target, "INSERT INTO texts VALUES (99, 'extra')")
         with pytest.raises(VerificationFailed, match="row counts differ"):
-            run(job, "texts")
+            sync.run(job, "texts")
         assert rows(target, "texts", "id")[:5] == rows(edge_source, "texts", "id")
         assert rows(target, "texts", "id")[5] == (99, "extra")
 
-    def test_truncate_empties_on_first_start_only(
-        self,
-        edge_source: URL,
-        mysql_schema: Callable[[], URL],
-        job_for: Callable[..., Any],
-        reporter: Any,
-        run: Callable[..., Any],
-    ) -> None:
+    def test_truncate_empties_on_first_start_only(self, edge_source: URL, sync: SyncKit) -> None:
         """Truncate removes target-only rows at the first start, not on resume."""
-        target = mysql_schema()
-        job = job_for(edge_source, target, write_mode="truncate", batch_size=100)
-        run(job, "big")
+        target = sync.target("mysql")
+        job = sync.job(edge_source, target, write_mode="truncate", batch_size=100)
+        sync.run(job, "big")
         execute(target, "INSERT INTO big (id, v) VALUES (5000, 'stale')")
-        first = reporter(stop_after=2)
+        first = sync.reporter(stop_after=2)
         with pytest.raises(UnitPaused):
-            run(job, "big", first)
+            sync.run(job, "big", first)
         assert [r[0] for r in rows(target, "big", "id")] == list(range(1, 201))
         execute(target, "INSERT INTO big (id, v) VALUES (6000, 'added during pause')")
         with pytest.raises(VerificationFailed, match="row counts differ, source 1000, target 1001"):
-            run(job, "big", reporter(first.checkpoint))
+            sync.run(job, "big", sync.reporter(first.checkpoint))
 
-    def test_append_inserts_and_keeps_target_rows(
-        self,
-        edge_source: URL,
-        target_url: Callable[[str], URL],
-        job_for: Callable[..., Any],
-        reporter: Any,
-        run: Callable[..., Any],
-    ) -> None:
+    def test_append_inserts_and_keeps_target_rows(self, edge_source: URL, sync: SyncKit) -> None:
         """Append adds rows beside the target's own; a crash-resume does not double any."""
-        target = target_url("sqlite")
-        job = job_for(edge_source, target, write_mode="append", batch_size=10)
-        run(job_for(edge_source, target, write_mode="append"), "empty")
+        target = sync.target("sqlite")
+        job = sync.job(edge_source, target, write_mode="append", batch_size=10)
+        sync.run(sync.job(edge_source, target, write_mode="append"), "empty")
         execute(target, "DELETE FROM empty")
-        first = reporter(stop_after=2, lose_last_checkpoint=True)
+        first = sync.reporter(stop_after=2, lose_last_checkpoint=True)
         with pytest.raises(UnitPaused):
-            run(job, "pairs", first)
+            sync.run(job, "pairs", first)
         execute(target, "INSERT INTO pairs VALUES (100, 'own', 1)")
-        unit = run(job, "pairs", reporter(first.checkpoint))
+        unit = sync.run(job, "pairs", sync.reporter(first.checkpoint))
         assert unit.extra["verification"]["target_rows"] == 26
         assert len(rows(target, "pairs", "a")) == 26
 
-    def test_plain_append_refuses_duplicate_keys(
-        self,
-        edge_source: URL,
-        target_url: Callable[[str], URL],
-        job_for: Callable[..., Any],
-        run: Callable[..., Any],
-    ) -> None:
+    def test_plain_append_refuses_duplicate_keys(self, edge_source: URL, sync: SyncKit) -> None:
         """A second append of the same rows fails on the key instead of doubling them."""
-        target = target_url("sqlite")
-        job = job_for(edge_source, target, write_mode="append")
-        run(job, "pairs")
+        target = sync.target("sqlite")
+        job = sync.job(edge_source, target, write_mode="append")
+        sync.run(job, "pairs")
         with pytest.raises(sa.exc.IntegrityError):
-            run(job, "pairs")
+            sync.run(job, "pairs")
         assert len(rows(target, "pairs", "a")) == 25
 
 
@@ -232,20 +163,15 @@ class TestIncompatibleTarget:
 
     @pytest.mark.parametrize("kind", TARGETS)
     def test_missing_column_and_narrow_type_are_named(
-        self,
-        kind: str,
-        edge_source: URL,
-        target_url: Callable[[str], URL],
-        job_for: Callable[..., Any],
-        run: Callable[..., Any],
+        self, kind: str, edge_source: URL, sync: SyncKit
     ) -> None:
         """A target `pairs` lacking `v` and with a too-short `b` is refused, left empty."""
-        target = target_url(kind)
+        target = sync.target(kind)
         execute(
             target, "CREATE TABLE pairs (a INT NOT NULL, b VARCHAR(3) NOT NULL, PRIMARY KEY (a, b))"
         )
         with pytest.raises(SchemaIncompatible) as err:
-            run(job_for(edge_source, target), "pairs")
+            sync.run(sync.job(edge_source, target), "pairs")
         assert "column 'v' is missing" in str(err.value)
         if kind != "sqlite":  # SQLite ignores VARCHAR lengths, so does the check
             assert "column 'b' is" in str(err.value)
@@ -256,36 +182,24 @@ class TestIncompatibleTarget:
 class TestProcessFn:
     """make_process_fn runs units the way a TaskManager does."""
 
-    def test_reports_total_progress_and_checkpoint(
-        self,
-        edge_source: URL,
-        target_url: Callable[[str], URL],
-        job_for: Callable[..., Any],
-        reporter: Any,
-    ) -> None:
+    def test_reports_total_progress_and_checkpoint(self, edge_source: URL, sync: SyncKit) -> None:
         """set_total comes first, each report is absolute, the last checkpoint is the last key."""
-        job = job_for(edge_source, target_url("sqlite"), batch_size=400)
+        job = sync.job(edge_source, sync.target("sqlite"), batch_size=400)
         process = make_process_fn(job)
-        rep = reporter()
+        rep = sync.reporter()
         unit = TaskUnit(id="big", name="big")
         process(unit, rep)
         assert rep.total == 1000
         assert [p for p, _ in rep.reports] == [400, 800, 1000]
         assert rep.checkpoint == {"last_key": [1000], "rows": 1000}
 
-    def test_throttle_caps_rows_per_second(
-        self,
-        edge_source: URL,
-        target_url: Callable[[str], URL],
-        job_for: Callable[..., Any],
-        run: Callable[..., Any],
-    ) -> None:
+    def test_throttle_caps_rows_per_second(self, edge_source: URL, sync: SyncKit) -> None:
         """At 2,000 rows/s a 1,000-row table takes at least half a second."""
-        job = job_for(
-            edge_source, target_url("sqlite"), batch_size=100, throttle_rows_per_second=2000
+        job = sync.job(
+            edge_source, sync.target("sqlite"), batch_size=100, throttle_rows_per_second=2000
         )
         started = time.monotonic()
-        run(job, "big")
+        sync.run(job, "big")
         assert time.monotonic() - started >= 0.5
 
 
@@ -300,14 +214,7 @@ class TestSqliteSource:
             pytest.param("mysql", marks=pytest.mark.mysql),
         ],
     )
-    def test_sqlite_tables_copy_and_verify(
-        self,
-        kind: str,
-        tmp_path: Path,
-        target_url: Callable[[str], URL],
-        job_for: Callable[..., Any],
-        run: Callable[..., Any],
-    ) -> None:
+    def test_sqlite_tables_copy_and_verify(self, kind: str, tmp_path: Path, sync: SyncKit) -> None:
         """Dates, decimals, text and a composite key copy from SQLite and verify."""
         source = sa.engine.make_url(f"sqlite:///{tmp_path / 'source.db'}")
         md = sa.MetaData()
@@ -342,5 +249,5 @@ class TestSqliteSource:
                 ],
             )
         engine.dispose()
-        unit = run(job_for(source, target_url(kind), batch_size=20), "order_lines")
+        unit = sync.run(sync.job(source, sync.target(kind), batch_size=20), "order_lines")
         assert unit.extra["verification"]["target_rows"] == 90

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 import sqlalchemy as sa
 from rich.console import Console
@@ -12,12 +9,7 @@ from sqlalchemy.engine import URL
 
 from datatrace_tasks.exceptions import DatabaseUnreachable, TableNotFound
 from datatrace_tasks.sync.plan import plan_job
-
-TARGETS = [
-    pytest.param("mysql", marks=pytest.mark.mysql, id="mariadb"),
-    pytest.param("postgres", marks=[pytest.mark.mysql, pytest.mark.postgres], id="postgres"),
-    pytest.param("sqlite", marks=pytest.mark.mysql, id="sqlite"),
-]
+from tests.sync.helpers import TARGETS, SyncKit, execute
 
 
 def tables(url: URL) -> list[str]:
@@ -34,15 +26,11 @@ class TestPlan:
 
     @pytest.mark.parametrize("kind", TARGETS)
     def test_plan_writes_nothing_and_lists_units(
-        self,
-        kind: str,
-        sakila: URL,
-        target_url: Callable[[str], URL],
-        job_for: Callable[..., Any],
+        self, kind: str, sakila: URL, sync: SyncKit
     ) -> None:
         """All 16 Sakila tables are planned with DDL; the target stays empty."""
-        target = target_url(kind)
-        plan = plan_job(job_for(sakila, target))
+        target = sync.target(kind)
+        plan = plan_job(sync.job(sakila, target))
         assert len(plan.units) == 16 and not plan.refused
         assert all(u.action == "create" and u.ddl for u in plan.units)
         assert tables(target) == []
@@ -56,30 +44,20 @@ class TestPlan:
             assert any("comma-separated" in w for w in by_name["film"].warnings)
         Console(width=200, record=True).print(plan.render())
 
-    def test_refusals_are_explained(
-        self,
-        edge_source: URL,
-        target_url: Callable[[str], URL],
-        job_for: Callable[..., Any],
-    ) -> None:
+    def test_refusals_are_explained(self, edge_source: URL, sync: SyncKit) -> None:
         """A keyless table and an incompatible existing table are refused with a reason."""
-        target = target_url("sqlite")
-        engine = sa.create_engine(target)
-        with engine.begin() as conn:
-            conn.exec_driver_sql("CREATE TABLE texts (id INTEGER PRIMARY KEY)")
-        engine.dispose()
-        plan = plan_job(job_for(edge_source, target, tables=["nokey", "texts", "empty"]))
+        target = sync.target("sqlite")
+        execute(target, "CREATE TABLE texts (id INTEGER PRIMARY KEY)")
+        plan = plan_job(sync.job(edge_source, target, tables=["nokey", "texts", "empty"]))
         reasons = {u.table: u.refusal for u in plan.units}
         assert "no primary key" in str(reasons["nokey"])
         assert "column 'body' is missing" in str(reasons["texts"])
         assert reasons["empty"] is None
         assert tables(target) == ["texts"]
 
-    def test_include_and_exclude_patterns(
-        self, sakila: URL, target_url: Callable[[str], URL], job_for: Callable[..., Any]
-    ) -> None:
+    def test_include_and_exclude_patterns(self, sakila: URL, sync: SyncKit) -> None:
         """include/exclude filter the table list with fnmatch patterns."""
-        job = job_for(sakila, target_url("sqlite"), include=["film*"], exclude=["*_text"])
+        job = sync.job(sakila, sync.target("sqlite"), include=["film*"], exclude=["*_text"])
         assert [u.table for u in plan_job(job).units] == ["film", "film_actor", "film_category"]
 
 
@@ -88,35 +66,25 @@ class TestBadInput:
     """Unknown tables and unreachable databases fail clearly, passwords masked."""
 
     @pytest.mark.parametrize("name", ["nosuch", "film; DROP TABLE film", "a`b", "fi'lm"])
-    def test_unknown_table_is_named(
-        self,
-        name: str,
-        sakila: URL,
-        target_url: Callable[[str], URL],
-        job_for: Callable[..., Any],
-    ) -> None:
+    def test_unknown_table_is_named(self, name: str, sakila: URL, sync: SyncKit) -> None:
         """A table not in the catalog is TableNotFound naming it, however odd its name."""
         with pytest.raises(TableNotFound, match="not in the source schema") as err:
-            plan_job(job_for(sakila, target_url("sqlite"), tables=[name]))
+            plan_job(sync.job(sakila, sync.target("sqlite"), tables=[name]))
         assert repr(name) in str(err.value)
 
-    def test_wrong_password_is_masked(
-        self, sakila: URL, target_url: Callable[[str], URL], job_for: Callable[..., Any]
-    ) -> None:
+    def test_wrong_password_is_masked(self, sakila: URL, sync: SyncKit) -> None:
         """A wrong password gives DatabaseUnreachable with host and database, no password."""
         bad = sakila.set(password="not-the-pw-42")
         with pytest.raises(DatabaseUnreachable) as err:
-            plan_job(job_for(bad, target_url("sqlite")))
+            plan_job(sync.job(bad, sync.target("sqlite")))
         message = str(err.value)
         assert "not-the-pw-42" not in message and "***" in message
         assert f"database {sakila.database!r} at {sakila.host}" in message
         assert "Access denied" in message
 
-    def test_unreachable_host(
-        self, sakila: URL, target_url: Callable[[str], URL], job_for: Callable[..., Any]
-    ) -> None:
+    def test_unreachable_host(self, sakila: URL, sync: SyncKit) -> None:
         """A closed port on the target gives DatabaseUnreachable naming the target."""
         bad = sakila.set(port=1, password="pw-secret")
         with pytest.raises(DatabaseUnreachable, match="cannot connect to the target") as err:
-            plan_job(job_for(sakila, bad))
+            plan_job(sync.job(sakila, bad))
         assert "pw-secret" not in str(err.value) and err.value.transient

@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from datatrace_tasks.exceptions import UnitPaused
 from datatrace_tasks.sync.ranges import KeyRange, auto_ranges, from_checkpoint, to_checkpoint
+from tests.sync.helpers import TARGETS, SyncKit, fetch
 
-TARGETS = [
-    pytest.param("mysql", marks=pytest.mark.mysql, id="mariadb"),
-    pytest.param("postgres", marks=[pytest.mark.mysql, pytest.mark.postgres], id="postgres"),
-    pytest.param("sqlite", marks=pytest.mark.mysql, id="sqlite"),
-]
 RANGES, BATCH, ROWS = 3, 50, 1000
-
-
-def _all(url: URL, sql: str) -> list[tuple[Any, ...]]:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    with engine.connect() as conn:
-        found = [tuple(r) for r in conn.execute(sa.text(sql)).all()]
-    engine.dispose()
-    return found
 
 
 class TestCheckpointForm:
@@ -57,64 +41,46 @@ class TestMultiRangeResume:
     @pytest.mark.parametrize("kind", TARGETS)
     @pytest.mark.parametrize("lose", [False, True], ids=["clean-pause", "crash-before-save"])
     def test_resume_continues_every_range(
-        self,
-        kind: str,
-        lose: bool,
-        edge_source: URL,
-        target_url: Callable[[str], URL],
-        job_for: Callable[..., Any],
-        reporter: Any,
-        run: Callable[..., Any],
+        self, kind: str, lose: bool, edge_source: URL, sync: SyncKit
     ) -> None:
         """Stop mid-table with 3 ranges, resume: target equals source, re-reads <= 3 batches."""
-        target = target_url(kind)
-        job = job_for(edge_source, target, batch_size=BATCH, ranges=RANGES)
-        first = reporter(stop_after=6, lose_last_checkpoint=lose)
+        target = sync.target(kind)
+        job = sync.job(edge_source, target, batch_size=BATCH, ranges=RANGES)
+        first = sync.reporter(stop_after=6, lose_last_checkpoint=lose)
         with pytest.raises(UnitPaused):
-            run(job, "big", first)
+            sync.run(job, "big", first)
         saved = first.checkpoint
         assert saved is not None and len(saved["ranges"]) == RANGES
         assert 0 < saved["rows"] < ROWS
         assert saved["rows"] == sum(r["rows"] for r in saved["ranges"])
-        committed = _all(target, "SELECT COUNT(*) FROM big")[0][0]
+        committed = fetch(target, "SELECT COUNT(*) FROM big")[0][0]
         assert saved["rows"] <= committed <= saved["rows"] + RANGES * BATCH
 
-        second = reporter(saved)
-        unit = run(job, "big", second)
+        second = sync.reporter(saved)
+        unit = sync.run(job, "big", second)
         reread = saved["rows"] + unit.extra["copy"]["rows_read"] - ROWS
         assert 0 <= reread <= RANGES * BATCH
         assert second.reports[-1][0] == ROWS
         assert unit.extra["verification"]["target_rows"] == ROWS
         order = "SELECT id, v FROM big ORDER BY id"  # ts is checked by the verification
-        assert _all(target, order) == _all(edge_source, order)
-        assert _all(target, "SELECT COUNT(DISTINCT id), COUNT(*) FROM big") == [(ROWS, ROWS)]
+        assert fetch(target, order) == fetch(edge_source, order)
+        assert fetch(target, "SELECT COUNT(DISTINCT id), COUNT(*) FROM big") == [(ROWS, ROWS)]
 
     def test_ranges_cover_a_composite_key_without_gaps(
-        self,
-        edge_source: URL,
-        target_url: Callable[[str], URL],
-        job_for: Callable[..., Any],
-        run: Callable[..., Any],
+        self, edge_source: URL, sync: SyncKit
     ) -> None:
         """A (DATETIME(6), DECIMAL) key split into 4 ranges copies every row once."""
-        target = target_url("mysql")
-        unit = run(job_for(edge_source, target, batch_size=4, ranges=4), "dated")
+        target = sync.target("mysql")
+        unit = sync.run(sync.job(edge_source, target, batch_size=4, ranges=4), "dated")
         assert unit.extra["copy"]["ranges"] == 4
         assert unit.extra["copy"]["rows_read"] == 60
         assert unit.extra["verification"]["target_rows"] == 60
 
-    def test_each_range_reports_through_one_thread(
-        self,
-        edge_source: URL,
-        target_url: Callable[[str], URL],
-        job_for: Callable[..., Any],
-        reporter: Any,
-        run: Callable[..., Any],
-    ) -> None:
+    def test_each_range_reports_through_one_thread(self, edge_source: URL, sync: SyncKit) -> None:
         """Reports are absolute and increasing, at most one per batch, the last one complete."""
-        rep = reporter()
-        job = job_for(edge_source, target_url("sqlite"), batch_size=BATCH, ranges=RANGES)
-        unit = run(job, "big", rep)
+        rep = sync.reporter()
+        job = sync.job(edge_source, sync.target("sqlite"), batch_size=BATCH, ranges=RANGES)
+        unit = sync.run(job, "big", rep)
         counts = [p for p, _ in rep.reports]
         assert counts == sorted(counts) and counts[-1] == ROWS
         assert len(counts) <= unit.extra["copy"]["batches"]  # batches arriving together: one

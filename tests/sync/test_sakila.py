@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
@@ -12,12 +9,7 @@ from sqlalchemy.engine import URL
 from datatrace_tasks.sync.catalog import read_catalog
 from datatrace_tasks.sync.engines import create
 from datatrace_tasks.sync.verify import verify_job
-
-KINDS = [
-    pytest.param("mysql", marks=pytest.mark.mysql, id="mariadb"),
-    pytest.param("postgres", marks=[pytest.mark.mysql, pytest.mark.postgres], id="postgres"),
-    pytest.param("sqlite", marks=pytest.mark.mysql, id="sqlite"),
-]
+from tests.sync.helpers import TARGETS, SyncKit
 
 
 def _count(url: URL, table: str) -> int:
@@ -31,21 +23,15 @@ def _count(url: URL, table: str) -> int:
 class TestSakila:
     """The whole Sakila schema copies exactly."""
 
-    @pytest.mark.parametrize("kind", KINDS)
+    @pytest.mark.parametrize("kind", TARGETS)
     def test_all_tables_copy_and_verify(
-        self,
-        kind: str,
-        sakila: URL,
-        target_url: Callable[[str], URL],
-        job_for: Callable[..., Any],
-        run: Callable[..., Any],
-        sakila_rows: dict[str, int],
+        self, kind: str, sakila: URL, sync: SyncKit, sakila_rows: dict[str, int]
     ) -> None:
         """Every table reaches the README's row count on the target and verifies."""
-        target = target_url(kind)
-        job = job_for(sakila, target, batch_size=1000)
+        target = sync.target(kind)
+        job = sync.job(sakila, target, batch_size=1000)
         for table in sakila_rows:
-            unit = run(job, table)
+            unit = sync.run(job, table)
             result = unit.extra["verification"]
             assert result["ok"] and result["source_rows"] == sakila_rows[table], table
             assert result["target_rows"] == sakila_rows[table], table
@@ -55,18 +41,13 @@ class TestSakila:
 
     @pytest.mark.mysql
     def test_mariadb_copy_is_identical_column_by_column(
-        self,
-        sakila: URL,
-        mysql_schema: Callable[[], URL],
-        job_for: Callable[..., Any],
-        run: Callable[..., Any],
-        sakila_rows: dict[str, int],
+        self, sakila: URL, sync: SyncKit, sakila_rows: dict[str, int]
     ) -> None:
         """MariaDB to MariaDB keeps types and values, BLOB and GEOMETRY bytes included."""
-        target = mysql_schema()
-        job = job_for(sakila, target, batch_size=700)
+        target = sync.target("mysql")
+        job = sync.job(sakila, target, batch_size=700)
         for table in sakila_rows:
-            run(job, table)
+            sync.run(job, table)
         src, dst = create(sakila, role="source"), create(target, role="source")
         catalog = read_catalog(src)
         assert {
