@@ -85,14 +85,16 @@ def split(engine: Engine, table: SourceTable, parts: int, total: int) -> list[Ke
     Each cut is the key at an offset of the key order (an index-only scan); duplicate
     cuts (fewer rows than estimated) are dropped, so every range is non-empty or last.
     """
-    if parts <= 1 or total <= 1:
+    parts = min(parts, total)  # more ranges than rows: an offset would go below zero
+    if parts <= 1:
         return [KeyRange(None, None)]
     sa_table = table.sa_table()
     keys = [sa_table.c[name] for name in table.key]
     cuts: list[Key] = []
     with engine.connect() as conn:
         for i in range(1, parts):
-            stmt = sa.select(*keys).order_by(*keys).offset(total * i // parts - 1).limit(1)
+            offset = max(0, total * i // parts - 1)
+            stmt = sa.select(*keys).order_by(*keys).offset(offset).limit(1)
             row = conn.execute(stmt).first()
             if row is None:
                 break

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from datatrace_tasks.exceptions import UnitPaused
+from datatrace_tasks.state.units import TaskUnit
+from datatrace_tasks.sync import job_from_dict, make_process_fn
 from datatrace_tasks.sync.ranges import KeyRange, auto_ranges, from_checkpoint, to_checkpoint
+from datatrace_tasks.testing import MemoryReporter
+from tests.conftest import MYSQL_ENV, _scratch_database
 from tests.sync.helpers import TARGETS, SyncKit, fetch
 
 RANGES, BATCH, ROWS = 3, 50, 1000
@@ -85,3 +93,44 @@ class TestMultiRangeResume:
         assert counts == sorted(counts) and counts[-1] == ROWS
         assert len(counts) <= unit.extra["copy"]["batches"]  # batches arriving together: one
         assert rep.checkpoint["rows"] == ROWS
+
+
+@pytest.fixture
+def few_rows_source(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty source database on the backend the test asks for (MariaDB or SQLite)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'src.db'}"
+    else:
+        yield from _scratch_database(MYSQL_ENV)
+
+
+@pytest.mark.parametrize(
+    "few_rows_source", ["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)], indirect=True
+)
+class TestMoreRangesThanRows:
+    """Asking for more key ranges than a table has rows still copies it exactly."""
+
+    @pytest.mark.parametrize("rows", [1, 2, 3, 4])
+    def test_more_ranges_than_rows_copy_every_row_once(
+        self, tmp_path: Path, few_rows_source: str, rows: int
+    ) -> None:
+        """`ranges: 5` on a table of 1 to 4 rows (once a negative OFFSET, an SQL error on
+        MariaDB): the copy ends with exactly the source's rows, none skipped, none doubled."""
+        source, target = few_rows_source, f"sqlite:///{tmp_path / 'dst.db'}"
+        engine = sa.create_engine(source)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE few (id INTEGER PRIMARY KEY, v VARCHAR(10))")
+            for i in range(1, rows + 1):
+                conn.exec_driver_sql(f"INSERT INTO few VALUES ({i * 7}, 'v{i}')")  # noqa: S608
+        engine.dispose()
+        job = job_from_dict(
+            {"name": "few", "source": source, "target": target, "ranges": 5, "batch_size": 1},
+            where="test job",
+        )
+        process = make_process_fn(job)
+        try:
+            process(TaskUnit(id="few", name="few"), MemoryReporter())
+        finally:
+            process.close()
+        expected = [(i * 7,) for i in range(1, rows + 1)]
+        assert fetch(target, "SELECT id FROM few ORDER BY id") == expected
