@@ -36,6 +36,8 @@ def _bit_to_int(value: Any) -> Any:
 
 
 def _to_text(value: Any) -> Any:
+    if isinstance(value, Decimal):  # str() would say 0E-10; MySQL says 0.0000000000
+        return format(value, "f")
     return None if value is None else str(value)
 
 

@@ -20,7 +20,7 @@ from datatrace_tasks.exceptions import (
 )
 from datatrace_tasks.state.units import TaskUnit
 from datatrace_tasks.sync.copy import make_process_fn
-from tests.sync.helpers import TARGETS, SyncKit, execute
+from tests.sync.helpers import TARGETS, SyncKit, execute, fetch
 
 ODD_TABLE = "we`ird-name x"
 
@@ -251,3 +251,28 @@ class TestSqliteSource:
         engine.dispose()
         unit = sync.run(sync.job(source, sync.target(kind), batch_size=20), "order_lines")
         assert unit.extra["verification"]["target_rows"] == 90
+
+
+@pytest.mark.mysql
+class TestDecimalText:
+    """DECIMAL reaches SQLite (which has no decimal type) as the text MySQL shows for it."""
+
+    def test_decimal_text_on_sqlite_keeps_the_columns_scale(
+        self, mysql_schema: Any, sync: SyncKit
+    ) -> None:
+        """Zero of DECIMAL(20,10) lands as `0.0000000000` (it once landed as `0E-10`); every
+        value equals MySQL's own `CAST(x AS CHAR)`, digit for digit."""
+        source = mysql_schema()
+        execute(
+            source,
+            "CREATE TABLE money (id INT PRIMARY KEY, amount DECIMAL(20,10), big DECIMAL(65,30))",
+            "INSERT INTO money VALUES (1, 0, 0), (2, 1.5, -0.000000000000000000000000000001),"
+            " (3, -1234567890.0123456789, 99999999999999999999999999999999999.1)",
+        )
+        target = sync.target("sqlite")
+        sync.run(sync.job(source, target), "money")
+        expected = fetch(
+            source, "SELECT id, CAST(amount AS CHAR), CAST(big AS CHAR) FROM money ORDER BY id"
+        )
+        assert fetch(target, "SELECT id, amount, big FROM money ORDER BY id") == expected
+        assert expected[0][1] == "0.0000000000"
