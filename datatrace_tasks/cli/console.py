@@ -6,7 +6,6 @@ import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 
 from rich.console import Console
 from rich.markup import escape
@@ -22,6 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from datatrace_tasks.live.progress import ProgressMonitor, UnitUpdate
+from datatrace_tasks.state.records import elapsed_seconds
 from datatrace_tasks.state.store import Store
 from datatrace_tasks.state.units import UnitStatus
 
@@ -93,12 +93,6 @@ def live_progress(monitor: ProgressMonitor, task_id: str, console: Console) -> I
             thread.join()
 
 
-def _seconds(started: datetime | None, finished: datetime | None) -> float | None:
-    if started is None or finished is None:
-        return None
-    return max((finished - started).total_seconds(), 0.0)
-
-
 def units_table(store: Store, task_id: str) -> Table:
     """The units of a task as a table: status, rows, seconds, rows/s, error."""
     task = store.get_task(task_id)
@@ -115,9 +109,8 @@ def units_table(store: Store, task_id: str) -> Table:
     table.add_column("rows/s", justify="right")
     table.add_column("error", overflow="fold")
     total_rows = 0
-    for unit in store.load_units(task_id):
-        row = store.unit_row(task_id, unit.id)
-        secs = _seconds(row["started_at"], row["finished_at"])
+    for unit, row in store.load_units_and_rows(task_id):
+        secs = elapsed_seconds(row)
         rate = f"{unit.processed_records / secs:,.0f}" if secs else ""
         total_rows += unit.processed_records
         table.add_row(

@@ -21,6 +21,7 @@ from prefect.artifacts import (
 
 from datatrace_tasks.heartbeat import Heartbeat
 from datatrace_tasks.state.cache import UnitCache
+from datatrace_tasks.state.records import elapsed_seconds
 from datatrace_tasks.state.units import UnitStatus, percentage
 
 log = logging.getLogger("datatrace")
@@ -72,10 +73,8 @@ def progress_artifact(manager: UnitCache, task_id: str, name: str) -> Iterator[N
 def summary_artifact(manager: UnitCache, task_id: str, name: str) -> None:
     """A table artifact: each unit's status, rows, attempts, verification and error."""
     rows = []
-    for unit in manager.store.load_units(task_id):
-        row = manager.store.unit_row(task_id, unit.id)
-        started, finished = row["started_at"], row["finished_at"]
-        seconds = (finished - started).total_seconds() if started and finished else None
+    for unit, row in manager.store.load_units_and_rows(task_id):
+        seconds = elapsed_seconds(row)
         verification = row["verification"] or {}
         rows.append(
             {

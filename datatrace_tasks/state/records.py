@@ -64,6 +64,14 @@ class UnitEvent(Progress):
         return data
 
 
+def elapsed_seconds(columns: dict[str, Any]) -> float | None:
+    """How long a unit's run took, from its row's `started_at` and `finished_at`."""
+    started, finished = columns["started_at"], columns["finished_at"]
+    if started is None or finished is None:
+        return None
+    return max(float((finished - started).total_seconds()), 0.0)
+
+
 def _from_row(record: type[R], row: object, **given: Any) -> R:
     """A record whose fields are the row's columns of the same name, bar those `given`."""
     values = {

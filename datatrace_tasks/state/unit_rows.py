@@ -30,6 +30,14 @@ class UnitRows(StoreConnection):
         Raises:
             TaskNotFound: no such task.
         """
+        return [unit for unit, _ in self.load_units_and_rows(task_id)]
+
+    def load_units_and_rows(self, task_id: str) -> list[tuple[TaskUnit, dict[str, Any]]]:
+        """Each unit with every column of its row (timestamps, verification), in one query.
+
+        Raises:
+            TaskNotFound: no such task.
+        """
         with self.session() as s:
             if s.get(SyncTaskRow, task_id) is None:
                 raise TaskNotFound(task_id)
@@ -38,7 +46,7 @@ class UnitRows(StoreConnection):
                 .where(TaskUnitRuntimeRow.task_id == task_id)
                 .order_by(TaskUnitRuntimeRow.position, TaskUnitRuntimeRow.id)
             )
-            return [unit_record(r) for r in rows]
+            return [(unit_record(r), _columns(r)) for r in rows]
 
     def unit_row(self, task_id: str, unit_id: str) -> dict[str, Any]:
         """Every column of one unit's runtime row (timestamps, verification included)."""
@@ -46,7 +54,7 @@ class UnitRows(StoreConnection):
             row = s.scalar(select(TaskUnitRuntimeRow).where(*_unit_is(task_id, unit_id)))
             if row is None:
                 raise UnitNotFound(task_id, unit_id)
-            return {c.key: getattr(row, c.key) for c in TaskUnitRuntimeRow.__table__.columns}
+            return _columns(row)
 
     def write_unit(
         self,
@@ -179,6 +187,10 @@ class UnitRows(StoreConnection):
 
 
 _Row = TaskUnitRuntimeRow
+
+
+def _columns(row: TaskUnitRuntimeRow) -> dict[str, Any]:
+    return {c.key: getattr(row, c.key) for c in TaskUnitRuntimeRow.__table__.columns}
 
 
 def _unit_is(task_id: str, unit_id: str) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
