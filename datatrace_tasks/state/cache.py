@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -87,21 +88,14 @@ class UnitCache:
         units: Sequence[str] | Sequence[tuple[str, str]],
         **options: Any,
     ) -> str:
-        """Create a sync task with units (ids, or `(id, name)` pairs) in the store and cache.
-
-        Options are those of `Store.create_task` (concurrency, error_strategy, ...).
-        """
+        """A new task with units (ids or `(id, name)` pairs); options as `Store.create_task`."""
         pairs = [(u, u) if isinstance(u, str) else (u[0], u[1]) for u in units]
         task_id = self.store.create_task(name=name, units=pairs, **options)
         self.load_task_units_from_db(task_id)
         return task_id
 
     def load_task_units_from_db(self, task_id: str) -> list[TaskUnit]:
-        """Load a task's units from `task_unit_runtimes` into the cache and the monitor.
-
-        Raises:
-            TaskNotFound: no such task in the store.
-        """
+        """Load a task's units from the store into the cache and the listeners (TaskNotFound)."""
         units = self.store.load_units(task_id)
         with self._lock:
             self._units[task_id] = {u.id: u for u in units}
@@ -116,8 +110,8 @@ class UnitCache:
         Raises:
             DuplicateUnitName: a name appears twice.
         """
-        if len(set(unit_names)) != len(unit_names):
-            dupes = sorted({n for n in unit_names if list(unit_names).count(n) > 1})
+        dupes = sorted(n for n, count in Counter(unit_names).items() if count > 1)
+        if dupes:
             raise DuplicateUnitName(f"duplicate unit names: {', '.join(map(repr, dupes))}")
         units = {name: TaskUnit(id=name, name=name) for name in unit_names}
         with self._lock:
@@ -152,8 +146,7 @@ class UnitCache:
         with self._lock:
             unit = self._cached(task_id, unit_id)
             unit.status = UnitStatus(status)
-            if unit.status is UnitStatus.COMPLETED and unit.processed_records > unit.total_records:
-                unit.total_records = unit.processed_records
+            _settle(unit)
             return replace(unit)
 
     def update_unit_status_with_sync(
@@ -176,10 +169,7 @@ class UnitCache:
                 unit.error_message = error_message
             if attempts is not None:
                 unit.attempts = attempts
-            if unit.status is UnitStatus.COMPLETED and unit.processed_records > unit.total_records:
-                unit.total_records = unit.processed_records
-            if unit.status is UnitStatus.COMPLETED and unit.total_records == 0:
-                unit.total_records = unit.processed_records
+            _settle(unit)
         self._write(task_id, unit_id, event=EventKind.STATUS, status=True)
         snapshot = self._snapshot(task_id, unit_id)
         self._publish(task_id, snapshot)
@@ -240,16 +230,7 @@ class UnitCache:
         """Write every progress value the throttle held back; returns how many units."""
         with self._lock:
             keys = [k for k in self._dirty if task_id is None or k[0] == task_id]
-        written = 0
-        for t, u in keys:
-            try:
-                self._write(t, u, event=EventKind.PROGRESS)
-                written += 1
-            except Exception:  # the store may be briefly down: keep it dirty, try again
-                log.exception("could not flush progress of unit %r", u)
-                with self._lock:
-                    self._dirty.add((t, u))
-        return written
+        return self._flush(keys)
 
     # -- 4. errors -----------------------------------------------------------------------
 
@@ -381,20 +362,38 @@ class UnitCache:
     def _flush_due(self) -> bool:
         """Write the held-back progress whose interval has passed; False once none is left."""
         with self._lock:
+            now = time.monotonic()
             due = [
                 k
                 for k in self._dirty
-                if time.monotonic() - self._last_write.get(k, 0.0) >= self.progress_interval
+                if now - self._last_write.get(k, 0.0) >= self.progress_interval
             ]
-        for t, u in due:
+        self._flush(due)
+        with self._lock:
+            if self._dirty:
+                return True
+            self._flusher = None  # under the lock: a value held back from now on starts anew
+            return False
+
+    def _flush(self, keys: list[_Key]) -> int:
+        written = 0
+        for t, u in keys:
             try:
                 self._write(t, u, event=EventKind.PROGRESS)
-            except Exception:
+                written += 1
+            except Exception:  # the store may be briefly down: keep it dirty, try again
                 log.exception("could not flush progress of unit %r", u)
-        with self._lock:
-            return bool(self._dirty)
+                with self._lock:
+                    self._dirty.add((t, u))
+        return written
 
     # plain names for the write-through operations
     write_unit_status = update_unit_status_with_sync
     write_unit_progress = update_unit_progress_with_sync
     write_unit_failure = fail_unit_with_sync
+
+
+def _settle(unit: TaskUnit) -> None:
+    """A completed unit's total is at least what it processed (the estimate may be low)."""
+    if unit.status is UnitStatus.COMPLETED and unit.processed_records > unit.total_records:
+        unit.total_records = unit.processed_records
