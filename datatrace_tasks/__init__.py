@@ -32,10 +32,10 @@ if TYPE_CHECKING:
     )
     from datatrace_tasks.live.progress import ProgressMonitor, UnitUpdate
     from datatrace_tasks.live.rollup import TaskRollup
-    from datatrace_tasks.orchestration.lifecycle import RunOutcome
     from datatrace_tasks.orchestration.manager import TaskManager
     from datatrace_tasks.settings import ApiSettings, DataTraceSettings
     from datatrace_tasks.state.cache import UnitCache
+    from datatrace_tasks.state.outcome import RunOutcome
     from datatrace_tasks.state.reporter import ProcessFn, ProgressReporter, UnitReporter
     from datatrace_tasks.state.store import Store, SyncTask, UnitEvent
     from datatrace_tasks.state.units import EventKind, TaskStatus, TaskUnit, UnitStatus
@@ -54,7 +54,7 @@ _EXPORTS: dict[str, str] = {
     "ProcessFn": "datatrace_tasks.state.reporter",
     "ProgressMonitor": "datatrace_tasks.live.progress",
     "ProgressReporter": "datatrace_tasks.state.reporter",
-    "RunOutcome": "datatrace_tasks.orchestration.lifecycle",
+    "RunOutcome": "datatrace_tasks.state.outcome",
     "SchemaIncompatible": "datatrace_tasks.exceptions",
     "Store": "datatrace_tasks.state.store",
     "SubscriberCutOff": "datatrace_tasks.exceptions",

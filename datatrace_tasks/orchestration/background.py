@@ -69,15 +69,14 @@ class BackgroundRuns:
         with self._lock:
             if self._running_here_locked(task_id):
                 raise TaskAlreadyRunning(f"task {task_id!r} is already running in this app")
-            todo = check_can_run(self.store, task_id, retry_failed=retry_failed)
-            units = len(self.store.load_units(task_id))
+            todo, units = check_can_run(self.store, task_id, retry_failed=retry_failed)
             if self.deployment is not None:
                 if retry_failed:
-                    retry_failed_units(self.store, task_id)
+                    retry_failed_units(self.store, task_id, todo)
                 return f"{self._trigger(task_id)}: {len(todo)} unit(s) of {units} to run"
             job = job_for_task(self.store, task_id)
             if retry_failed:
-                retry_failed_units(self.store, task_id)
+                retry_failed_units(self.store, task_id, todo)
             manager = TaskManager(self.store, progress_interval=self.progress_interval)
             thread = threading.Thread(
                 target=self._run,

@@ -11,11 +11,12 @@ from contextlib import nullcontext
 from typing import Any
 
 from prefect import State
-from prefect.states import Cancelled, Completed, Failed
 
+from datatrace_tasks.orchestration.flow import run_state
 from datatrace_tasks.orchestration.lifecycle import run_task, start
 from datatrace_tasks.orchestration.manager import TaskManager
 from datatrace_tasks.orchestration.scaleout import dask_task_runner, use_task_runner
+from datatrace_tasks.orchestration.stopping import flow_run_cancelled
 
 log = logging.getLogger("datatrace")
 
@@ -57,21 +58,9 @@ def run_sync_job(
     runner = use_task_runner(dask_task_runner(address=dask_address)) if dask_address else None
     with runner if runner is not None else nullcontext():
         result = run_task(manager, task_id, job)
-    summary = f"sync task {task_id} ({name}): {result.summary}"
-    log.info(summary)
-    data = {
-        "task_id": task_id,
-        "units": result.units,
-        "completed": result.completed,
-        "failed": result.failed,
-    }
-    if _cancelling():
-        return Cancelled(message=f"cancelled: {summary}; run again with task_id={task_id}")
-    if result.ok:
-        return Completed(message=summary, data=data)
-    if result.failed:
-        return Failed(message=f"{summary}; run again with task_id={task_id}", data=data)
-    return Cancelled(name="Paused", message=f"paused: {summary}; resume with task_id={task_id}")
+    _, state = run_state(result, cancelled=_cancelling(), about=f"sync task {task_id} ({name}): ")
+    log.info(state.message)
+    return state
 
 
 def _rename_flow_run(name: str) -> None:
@@ -97,9 +86,5 @@ def _cancelling() -> bool:
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
         return False
-    try:
-        with get_client(sync_client=True) as client:
-            state = client.read_flow_run(context.flow_run.id).state
-    except Exception:
-        return False
-    return state is not None and (state.is_cancelling() or state.is_cancelled())
+    with get_client(sync_client=True) as client:
+        return flow_run_cancelled(client, context.flow_run.id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -23,6 +24,7 @@ from datatrace_tasks.orchestration.scaleout import ManagerHandle, manager_handle
 from datatrace_tasks.orchestration.stopping import cancel_watch
 from datatrace_tasks.state.cache import UnitCache
 from datatrace_tasks.state.leases import holder_name
+from datatrace_tasks.state.outcome import RunOutcome, outcome
 from datatrace_tasks.state.reporter import UnitReporter
 from datatrace_tasks.state.units import TaskStatus, UnitStatus
 
@@ -63,7 +65,7 @@ def run_units(
             return 0
         names = {u.id: u.name for u in todo}
         unit_task = _unit_task(
-            _unit_body(handle, task_id, process_fn, limit_names, holder_name()),
+            _unit_body(handle, task_id, process_fn, limit_names, uuid.uuid4().hex[:6]),
             unit_hooks(handle.get, task_id, strategy),
             retries=retries,
             retry_delay_seconds=retry_delay_seconds,
@@ -112,7 +114,7 @@ def _unit_body(
     task_id: str,
     process_fn: ProcessFn,
     limit_names: list[str],
-    lease_owner: str,
+    run_nonce: str,
 ) -> Callable[[str, str], int]:
     """The body of one unit's task run. It closes over picklable values only, so
     cloudpickle can send it to a Dask worker, where `handle` finds that process's manager.
@@ -143,7 +145,9 @@ def _unit_body(
                 lease_seconds=manager.lease_seconds,
                 wait_seconds=manager.lease_seconds + 1,
                 should_stop=lambda: manager.pause_requested(task_id),
-                owner=lease_owner,
+                # Named after this process (a Dask worker's own pid), the run's nonce
+                # shared by every attempt of the unit here.
+                owner=holder_name(run_nonce),
             ),
             database_slots(
                 limit_names,
@@ -220,26 +224,29 @@ def _run_all(unit_task: Any, names: dict[str, str], concurrency: int, *, mapped:
         future.wait()
 
 
-def _final_state(manager: UnitCache, task_id: str, *, cancelled: bool = False) -> State[Any]:
-    """Tell the truth about the run: completed, failed with counts, paused or cancelled."""
-    units = manager.store.load_units(task_id)
-    counts = {s: sum(1 for u in units if u.status is s) for s in UnitStatus}
-    done, failed = counts[UnitStatus.COMPLETED], counts[UnitStatus.FAILED]
-    paused = counts[UnitStatus.PAUSED] + counts[UnitStatus.PENDING] + counts[UnitStatus.RUNNING]
-    summary = f"{done} of {len(units)} units completed, {failed} failed, {paused} not finished"
+def run_state(
+    result: RunOutcome, *, cancelled: bool, about: str = ""
+) -> tuple[TaskStatus, State[Any]]:
+    """How a run ended, for the task row and for Prefect: completed, failed with counts,
+    paused, or cancelled (units stopped at their checkpoints). Each message but the
+    completed one names the task id to run again; `about` opens the message."""
+    summary, again = about + result.summary, f"task_id={result.task_id}"
+    data = {"task_id": result.task_id, "units": result.units}
+    data.update(completed=result.completed, failed=result.failed)
     if cancelled:
-        message = (
-            f"cancelled: {summary}; the units stopped at their checkpoints, "
-            f"run again with task_id={task_id} to resume"
-        )
-        manager.store.set_task_status(task_id, TaskStatus.PAUSED, message)
-        return Cancelled(message=message)
-    if failed:
-        manager.store.set_task_status(task_id, TaskStatus.FAILED, summary)
-        return Failed(message=summary)
-    if paused:
-        message = f"paused: {summary}; resume with task_id={task_id}"
-        manager.store.set_task_status(task_id, TaskStatus.PAUSED, message)
-        return Cancelled(name="Paused", message=message)
-    manager.store.set_task_status(task_id, TaskStatus.COMPLETED, summary)
-    return Completed(message=summary)
+        stopped = "the units stopped at their checkpoints"
+        message = f"cancelled: {summary}; {stopped}, run again with {again} to resume"
+        return TaskStatus.PAUSED, Cancelled(message=message)
+    if result.failed:
+        return TaskStatus.FAILED, Failed(message=f"{summary}; run again with {again}", data=data)
+    if not result.ok:
+        message = f"paused: {summary}; resume with {again}"
+        return TaskStatus.PAUSED, Cancelled(name="Paused", message=message)
+    return TaskStatus.COMPLETED, Completed(message=summary, data=data)
+
+
+def _final_state(manager: UnitCache, task_id: str, *, cancelled: bool = False) -> State[Any]:
+    """Record the truth about the run on the task and hand it to Prefect."""
+    status, state = run_state(outcome(manager.store, task_id), cancelled=cancelled)
+    manager.store.set_task_status(task_id, status, state.message or "")
+    return state

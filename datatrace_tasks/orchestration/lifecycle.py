@@ -14,7 +14,7 @@ same way everywhere:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,49 +29,10 @@ from datatrace_tasks.live.progress import ProgressMonitor
 from datatrace_tasks.orchestration.manager import TaskManager
 from datatrace_tasks.orchestration.scaleout import JobProcessFn
 from datatrace_tasks.settings import DataTraceSettings
+from datatrace_tasks.state.outcome import RunOutcome, outcome
 from datatrace_tasks.state.store import Store
 from datatrace_tasks.state.units import TaskStatus, TaskUnit, UnitStatus
 from datatrace_tasks.sync import Job, job_from_dict, load_job, plan_job
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    """How a run of a sync task ended."""
-
-    task_id: str
-    completed_now: int
-    units: int
-    completed: int
-    failed: int
-    unfinished: int
-
-    @property
-    def ok(self) -> bool:
-        """Every unit of the task completed (and so was verified)."""
-        return self.completed == self.units
-
-    @property
-    def summary(self) -> str:
-        """`4 of 6 units completed, 1 failed, 1 not finished`."""
-        return (
-            f"{self.completed} of {self.units} units completed, {self.failed} failed, "
-            f"{self.unfinished} not finished"
-        )
-
-
-def outcome(store: Store, task_id: str, *, completed_now: int = 0) -> RunOutcome:
-    """Count the task's units as the store has them now."""
-    units = store.load_units(task_id)
-    completed = sum(u.status is UnitStatus.COMPLETED for u in units)
-    failed = sum(u.status is UnitStatus.FAILED for u in units)
-    return RunOutcome(
-        task_id=task_id,
-        completed_now=completed_now,
-        units=len(units),
-        completed=completed,
-        failed=failed,
-        unfinished=len(units) - completed - failed,
-    )
 
 
 def create_task_from_job(manager: TaskManager, job: Job, *, job_path: str | Path | None) -> str:
@@ -174,8 +135,8 @@ def run_task(
     return outcome(manager.store, task_id, completed_now=done_now)
 
 
-def check_can_run(store: Store, task_id: str, *, retry_failed: bool) -> list[TaskUnit]:
-    """Refuse a run that cannot start; returns the units the run would take.
+def check_can_run(store: Store, task_id: str, *, retry_failed: bool) -> tuple[list[TaskUnit], int]:
+    """Refuse a run that cannot start; returns the units the run would take, of how many.
 
     Raises:
         TaskNotFound: no such task.
@@ -196,14 +157,12 @@ def check_can_run(store: Store, task_id: str, *, retry_failed: bool) -> list[Tas
     todo = failed if retry_failed else [u for u in units if u.status is not UnitStatus.COMPLETED]
     if not todo:
         raise TaskStateConflict(f"every unit of task {task_id!r} is already completed")
-    return todo
+    return todo, len(units)
 
 
-def retry_failed_units(store: Store, task_id: str) -> list[str]:
-    """Make the failed units pending again (they keep their checkpoints); their ids."""
-    failed = [u.id for u in store.load_units(task_id) if u.status is UnitStatus.FAILED]
-    store.reset_units(task_id, failed)
-    return failed
+def retry_failed_units(store: Store, task_id: str, failed: Sequence[TaskUnit]) -> None:
+    """Make the failed units `check_can_run` found pending again (checkpoints kept)."""
+    store.reset_units(task_id, [u.id for u in failed])
 
 
 def pause_task(store: Store, task_id: str) -> None:

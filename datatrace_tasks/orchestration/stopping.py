@@ -119,11 +119,7 @@ def cancel_watch(manager: UnitCache, task_id: str) -> Iterator[threading.Event]:
 
         def watch() -> bool:
             for flow_run_id in ids:
-                try:
-                    state = client.read_flow_run(flow_run_id).state
-                except Exception:  # the API may be briefly away; ask again later
-                    continue
-                if state is not None and (state.is_cancelling() or state.is_cancelled()):
+                if flow_run_cancelled(client, flow_run_id):
                     log.warning(
                         "flow run %s is cancelled: pausing sync task %s at the next batch "
                         "of each unit",
@@ -150,3 +146,12 @@ def _flow_run_and_parents(client: Any, flow_run: Any) -> list[Any]:
         ids.append(flow_run_id)
         parent = client.read_flow_run(flow_run_id).parent_task_run_id
     return ids
+
+
+def flow_run_cancelled(client: Any, flow_run_id: Any) -> bool:
+    """Whether the flow run is cancelling or cancelled (an API briefly away says no)."""
+    try:
+        state = client.read_flow_run(flow_run_id).state
+    except Exception:  # ask again later
+        return False
+    return state is not None and (state.is_cancelling() or state.is_cancelled())
