@@ -48,10 +48,9 @@ def _prefect_server() -> None:
     """Use the shared local Prefect server (started on first use) and say where its UI is."""
     from datatrace_tasks.cli import prefect_server
 
-    chosen = os.environ.get("PREFECT_API_URL") or os.environ.get(prefect_server.MODE_ENV)
-    if not chosen and prefect_server.running() is None:
-        console.print("starting the local Prefect server (once; later commands reuse it) ...")
-    server = prefect_server.use_for_this_process()
+    server = prefect_server.use_for_this_process(
+        lambda: console.print("starting the local Prefect server (once; later ones reuse it) ...")
+    )
     if server is not None:
         console.print(f"Prefect UI: [bold cyan]{server.ui_url}[/]")
 

@@ -23,12 +23,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from datatrace_tasks.exceptions import ConfigError
 from datatrace_tasks.settings import DataTraceSettings
+from datatrace_tasks.state.leases import process_alive
 
 DEFAULT_PORT = 4200
 START_TIMEOUT_SECONDS = 90.0
@@ -67,15 +68,15 @@ def running() -> LocalServer | None:
         server = LocalServer(**json.loads(record.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    if _alive(server.pid) and _healthy(server.api_url):
+    if process_alive(server.pid) and _healthy(server.api_url):
         return server
-    if not _alive(server.pid):
+    if not process_alive(server.pid):
         record.unlink(missing_ok=True)
     return None
 
 
-def ensure() -> LocalServer:
-    """The running local server, started first if there is none.
+def ensure(on_start: Callable[[], None] | None = None) -> LocalServer:
+    """The running local server, started first if there is none (`on_start` is told).
 
     Raises:
         ConfigError: it did not come up (the message says why and how to fall back).
@@ -84,6 +85,8 @@ def ensure() -> LocalServer:
         server = running()
         if server is not None:
             return server
+        if on_start is not None:
+            on_start()
         return _start()
 
 
@@ -98,7 +101,7 @@ def stop() -> LocalServer | None:
         return server
 
 
-def use_for_this_process() -> LocalServer | None:
+def use_for_this_process(on_start: Callable[[], None] | None = None) -> LocalServer | None:
     """Point this process's Prefect client at the local server, unless told otherwise.
 
     Returns the server used, or None when `PREFECT_API_URL` is already set or
@@ -106,7 +109,7 @@ def use_for_this_process() -> LocalServer | None:
     """
     if os.environ.get("PREFECT_API_URL") or os.environ.get(MODE_ENV) == "ephemeral":
         return None
-    server = ensure()
+    server = ensure(on_start)
     os.environ["PREFECT_API_URL"] = server.api_url
     return server
 
@@ -168,16 +171,6 @@ def _healthy(api_url: str) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _terminate(pid: int) -> None:
     """SIGTERM the server's process group, then SIGKILL what is left after 10 s."""
     for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 2.0)):
@@ -187,7 +180,7 @@ def _terminate(pid: int) -> None:
         while time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-            if not _alive(pid):
+            if not process_alive(pid):
                 return
             time.sleep(0.1)
 

@@ -19,9 +19,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, or_
 
 
-def holder_name() -> str:
-    """`host:pid:nonce`, unique per claim, readable in the refusal a second runner gets."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+def holder_name(nonce: str | None = None) -> str:
+    """`host:pid:nonce` of this process, readable in the refusal a second runner gets.
+
+    The name must be the process that renews the lease: `holder_is_gone` judges the
+    lease by that pid. A fresh nonce makes each claim unique; a run passes its own, so
+    a retry in the same process takes over the lease its failed attempt left.
+    """
+    return f"{socket.gethostname()}:{os.getpid()}:{nonce or uuid.uuid4().hex[:6]}"
 
 
 def holder_is_gone(holder: str) -> bool:
@@ -36,13 +41,18 @@ def holder_is_gone(holder: str) -> bool:
     host, pid = ":".join(parts[:-2]), int(parts[-2])
     if host != socket.gethostname() or pid == os.getpid():
         return False
+    return not process_alive(pid)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host with that pid exists and is not a zombie."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:  # someone else's live process
         return False
-    return _is_zombie(pid)
+    except PermissionError:  # someone else's live process
+        return True
+    return not _is_zombie(pid)
 
 
 def _is_zombie(pid: int) -> bool:

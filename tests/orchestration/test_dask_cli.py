@@ -91,7 +91,7 @@ class TestWhatTravels:
         manager = TaskManager(Store(store_url))
         process = JobProcessFn(job, job_path=str(job_path))
         with manager_handle(manager) as handle:
-            body = _unit_body(handle, "task", process, [], "host:1:abc")
+            body = _unit_body(handle, "task", process, [], "abc123")
             hooks = unit_hooks(handle.get, "task", "skip")
             sent = cloudpickle.dumps((body, hooks, process, handle))
         assert PASSWORD.encode() not in sent
