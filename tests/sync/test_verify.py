@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy.engine import URL
 
 from datatrace_tasks.sync.verify import verify_job
-from tests.sync.helpers import TARGETS, SyncKit, execute
+from tests.sync.helpers import TARGETS, SyncKit, execute, fetch
 
 
 @pytest.mark.mysql
@@ -48,3 +50,78 @@ class TestVerifyJob:
             "ok": False,
             "error": "table 'texts' does not exist on the target",
         }
+
+
+# Values a FLOAT holds exactly that MySQL's 6-digit text form of FLOAT does not.
+FLOATS = ["16777216", "3.4028234663852886e38", "0.1", "1.17549435e-38", "-123.456"]
+
+
+@pytest.mark.mysql
+class TestFloatPrecision:
+    """FLOAT (single precision) travels as the full value the server holds."""
+
+    @pytest.mark.parametrize("kind", TARGETS)
+    def test_float_copies_to_every_bit(self, kind: str, mysql_schema: Any, sync: SyncKit) -> None:
+        """Each FLOAT reaches the target as the exact single-precision value (it once came
+        as its 6-digit text: 16777216 as 16777200), and the copy verifies clean."""
+        source = mysql_schema()
+        rows = ", ".join(f"({i}, {v})" for i, v in enumerate(FLOATS, 1))
+        execute(
+            source,
+            "CREATE TABLE f (id INT PRIMARY KEY, v FLOAT)",
+            f"INSERT INTO f VALUES {rows}",  # noqa: S608 - fixed test values
+        )
+        target = sync.target(kind)
+        job = sync.job(source, target, tables=["f"])
+        sync.run(job, "f")
+        exact = fetch(source, "SELECT id, v + 0e0 FROM f ORDER BY id")
+        read = "v + 0e0" if kind == "mysql" else "v"
+        assert fetch(target, f"SELECT id, {read} FROM f ORDER BY id") == exact  # noqa: S608
+        assert verify_job(job)["f"]["ok"]
+
+    @pytest.mark.parametrize("kind", TARGETS)
+    def test_one_ulp_of_a_float_fails_verify(
+        self, kind: str, mysql_schema: Any, sync: SyncKit
+    ) -> None:
+        """One single-precision ulp changed on the target is a mismatch naming the key."""
+        source = mysql_schema()
+        execute(
+            source,
+            "CREATE TABLE f (id INT PRIMARY KEY, v FLOAT)",
+            "INSERT INTO f VALUES (1, 16777216), (2, 0.5)",
+        )
+        target = sync.target(kind)
+        job = sync.job(source, target, tables=["f"])
+        sync.run(job, "f")
+        # 16777218 is the next single-precision value (and a double holds it exactly).
+        execute(target, "UPDATE f SET v = 16777218 WHERE id = 1")
+        result = verify_job(job)["f"]
+        assert not result["ok"] and "first differing key ['1']" in result["error"]
+
+
+@pytest.mark.mysql
+class TestDecimalDigits:
+    """DECIMAL is compared to its last digit, all 65 of them."""
+
+    @pytest.mark.parametrize("kind", TARGETS)
+    def test_last_digit_of_a_decimal_65_30_fails_verify(
+        self, kind: str, mysql_schema: Any, sync: SyncKit
+    ) -> None:
+        """A change in the 30th decimal place of a 65-digit value is a mismatch (it once
+        passed: the comparison rounded to 28 significant digits)."""
+        big = "9" * 35 + "." + "9" * 30
+        source = mysql_schema()
+        execute(
+            source,
+            "CREATE TABLE d (id INT PRIMARY KEY, v DECIMAL(65,30))",
+            f"INSERT INTO d VALUES (1, {big}), (2, 0)",  # noqa: S608 - a fixed value
+        )
+        target = sync.target(kind)
+        job = sync.job(source, target, tables=["d"])
+        sync.run(job, "d")
+        assert verify_job(job)["d"]["ok"]
+        changed = big[:-1] + "8"
+        value = f"'{changed}'" if kind == "sqlite" else changed  # SQLite keeps DECIMAL as text
+        execute(target, f"UPDATE d SET v = {value} WHERE id = 1")  # noqa: S608
+        result = verify_job(job)["d"]
+        assert not result["ok"] and "first differing key ['1']" in result["error"]
