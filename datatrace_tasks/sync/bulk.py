@@ -94,6 +94,9 @@ class MysqlTsv:
                 pieces.append(f"IFNULL({src} + 0, {_NULL})")
                 targets.append(f"@v{i}")
                 sets.append(f"{dst} = CAST(@v{i} AS UNSIGNED)")
+            elif column.single_float:  # the server's text of a FLOAT has 6 digits
+                pieces.append(f"IFNULL({src} + 0e0, {_NULL})")
+                targets.append(dst)
             elif kind in _NUMERIC_KINDS:
                 pieces.append(f"IFNULL({src}, {_NULL})")
                 targets.append(dst)

@@ -84,6 +84,12 @@ class SourceColumn:
         return "unsigned" in self.column_type.lower()
 
     @property
+    def single_float(self) -> bool:
+        """A MySQL FLOAT, which the server writes as text with 6 digits only: it is read as
+        `v + 0e0` (a DOUBLE holds every FLOAT exactly), on the source and a MySQL target."""
+        return self.data_type == "float"
+
+    @property
     def kind(self) -> str:
         """A portable family: integer, decimal, float, string, enum, set, binary, date,
         datetime, time, year, bit, geometry or other."""

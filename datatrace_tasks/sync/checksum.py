@@ -16,14 +16,17 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from datatrace_tasks.sync.catalog import SourceTable
+from datatrace_tasks.sync.catalog import SourceColumn, SourceTable
 from datatrace_tasks.sync.rawsql import between_sql, quote
 
 Key = tuple[Any, ...]
 Aggregate = tuple[int, int]  # (rows, xor of 64-bit row hashes)
 
 
-def _piece(col: str, kind: str) -> str:
+def _piece(col: str, column: SourceColumn) -> str:
+    kind = column.kind
+    if column.single_float:  # as a DOUBLE: the text of a FLOAT has 6 digits only
+        return f"IFNULL({col} + 0e0, 'N')"
     if kind == "bit":
         return f"IFNULL({col} + 0, 'N')"
     if kind in ("integer", "decimal", "float", "date", "datetime", "time", "year"):
@@ -34,7 +37,7 @@ def _piece(col: str, kind: str) -> str:
 
 def aggregate_sql(engine: Engine, table: SourceTable) -> str:
     """`SELECT COUNT(*), BIT_XOR(hash) FROM table` (a WHERE clause may follow)."""
-    pieces = [_piece(quote(engine, c.name), c.kind) for c in table.columns]
+    pieces = [_piece(quote(engine, c.name), c) for c in table.columns]
     row = f"CONCAT_WS(',', {', '.join(pieces)})"
     # SHA1, not CRC32: a CRC is linear, so equal changes in two rows could cancel out.
     digest = f"CAST(CONV(LEFT(SHA1({row}), 16), 16, 10) AS UNSIGNED)"

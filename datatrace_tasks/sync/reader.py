@@ -49,16 +49,24 @@ def projection(table: SourceTable, sa_table: sa.Table, target_dialect: str) -> l
     """What to select per column so the value can be written to `target_dialect` exactly.
 
     MySQL targets get GEOMETRY's internal bytes (SRID + WKB) verbatim, so the copy is
-    byte-identical; other targets get standard WKB from `ST_AsWKB`.
+    byte-identical; other targets get standard WKB from `ST_AsWKB`. A FLOAT is read as
+    the DOUBLE that holds it (`as_double`).
     """
     out: list[Any] = []
     for col in table.columns:
         column = sa_table.c[col.name]
         if col.kind == "geometry" and target_dialect not in ("mysql", "mariadb"):
             out.append(sa.func.ST_AsWKB(column, type_=sa.LargeBinary()).label(col.name))
+        elif col.single_float:
+            out.append(as_double(column).label(col.name))
         else:
             out.append(column)
     return out
+
+
+def as_double(column: sa.ColumnElement[Any]) -> sa.ColumnElement[float]:
+    """`column + 0e0`: a MySQL FLOAT as the DOUBLE that holds it exactly (not 6 digits)."""
+    return sa.type_coerce(column + sa.literal_column("0e0"), sa.Double())
 
 
 def batches(

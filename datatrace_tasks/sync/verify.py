@@ -28,7 +28,7 @@ from datatrace_tasks.sync.checksum import ServerChecksum, source_checksum, table
 from datatrace_tasks.sync.ddl import TargetTable, target_table
 from datatrace_tasks.sync.engines import Databases, is_mysql
 from datatrace_tasks.sync.job import Job
-from datatrace_tasks.sync.reader import Row, batches
+from datatrace_tasks.sync.reader import Row, as_double, batches
 from datatrace_tasks.sync.typemap import canonical_decimal
 
 VerificationResult = dict[str, Any]
@@ -79,7 +79,15 @@ def _target_rows(
     else:
         where = sa.tuple_(*key_cols).in_(keys)
     names = [col.name for col in table.columns]
-    stmt = sa.select(*(target.c[name] for name in names)).where(where)
+    mysql = engine.dialect.name in ("mysql", "mariadb")  # a MySQL target keeps FLOAT as FLOAT
+    stmt = sa.select(
+        *(
+            as_double(target.c[c.name]).label(c.name)
+            if mysql and c.single_float
+            else target.c[c.name]
+            for c in table.columns
+        )
+    ).where(where)
     with engine.connect() as conn:
         found = conn.execute(stmt).all()
     rows = [dict(zip(names, row, strict=True)) for row in found]
