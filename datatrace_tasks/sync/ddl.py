@@ -148,7 +148,7 @@ def _portable_fits(src: SourceColumn, t: TypeEngine[Any], sqlite: bool) -> bool:
         if cat == "decimal" and not sqlite:
             precision, scale = getattr(t, "precision", None), getattr(t, "scale", None) or 0
             return precision is None or precision - scale >= decimal_digits(max(-lo, hi))
-        return cat == "text" and sqlite and src.unsigned
+        return cat == "text" and sqlite and (src.unsigned or kind == "bit")
     if kind == "decimal":
         if sqlite:
             return cat == "text"

@@ -35,6 +35,10 @@ def _bit_to_int(value: Any) -> Any:
     return value
 
 
+def _bit_to_text(value: Any) -> Any:
+    return None if value is None else str(_bit_to_int(value))
+
+
 def _to_text(value: Any) -> Any:
     if isinstance(value, Decimal):  # str() would say 0E-10; MySQL says 0.0000000000
         return format(value, "f")
@@ -61,6 +65,15 @@ def _integer(col: SourceColumn, dialect: str) -> Mapped:
     return Mapped(sa.Numeric(20, 0), None, "BIGINT UNSIGNED stored as numeric(20)")
 
 
+def _bit(col: SourceColumn, dialect: str) -> Mapped:
+    """BIT(n) as an integer; BIT(64) does not fit a signed BIGINT, so it takes a wider type."""
+    if (col.precision or 64) < 64:
+        return Mapped(sa.BigInteger(), _bit_to_int, "BIT stored as an integer")
+    if dialect == "sqlite":
+        return Mapped(sa.Text(), _bit_to_text, "BIT(64) stored as decimal text: up to 2^64 - 1")
+    return Mapped(sa.Numeric(20, 0), _bit_to_int, "BIT(64) stored as numeric(20)")
+
+
 def map_column(col: SourceColumn, dialect: str) -> Mapped:
     """The target type for a MySQL column on `dialect` ("postgresql" or "sqlite")."""
     kind = col.kind
@@ -69,7 +82,7 @@ def map_column(col: SourceColumn, dialect: str) -> Mapped:
     if kind == "year":
         return Mapped(sa.SmallInteger())
     if kind == "bit":
-        return Mapped(sa.BigInteger(), _bit_to_int, "BIT stored as an integer")
+        return _bit(col, dialect)
     if kind == "decimal":
         if dialect == "sqlite":
             return Mapped(

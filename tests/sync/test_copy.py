@@ -20,6 +20,8 @@ from datatrace_tasks.exceptions import (
 )
 from datatrace_tasks.state.units import TaskUnit
 from datatrace_tasks.sync.copy import make_process_fn
+from datatrace_tasks.sync.plan import plan_job
+from datatrace_tasks.sync.verify import verify_job
 from tests.sync.helpers import TARGETS, SyncKit, execute, fetch
 
 ODD_TABLE = "we`ird-name x"
@@ -276,3 +278,36 @@ class TestDecimalText:
         )
         assert fetch(target, "SELECT id, amount, big FROM money ORDER BY id") == expected
         assert expected[0][1] == "0.0000000000"
+
+
+@pytest.mark.mysql
+class TestBit64:
+    """BIT(64) holds 2^64 - 1; a target type must hold it too, and say so again on the next run."""
+
+    @pytest.mark.parametrize("kind", TARGETS)
+    def test_bit_64_copies_verifies_and_plans_again(
+        self, kind: str, mysql_schema: Any, sync: SyncKit
+    ) -> None:
+        """Values up to 2^64 - 1 copy (they once overflowed a signed BIGINT), verify clean,
+        and the next plan takes the table the engine itself created."""
+        source = mysql_schema()
+        execute(
+            source,
+            "CREATE TABLE b (id INT PRIMARY KEY, v BIT(64), small BIT(3))",
+            "INSERT INTO b VALUES (1, 18446744073709551615, 7), (2, 9223372036854775808, 0),"
+            " (3, 0, 5), (4, NULL, NULL)",
+        )
+        target = sync.target(kind)
+        job = sync.job(source, target, tables=["b"])
+        sync.run(job, "b")
+        assert verify_job(job)["b"]["ok"]
+        plan = plan_job(job)
+        assert not plan.refused, plan.render()
+        read = "v + 0, small + 0" if kind == "mysql" else "v, small"
+        got = fetch(target, f"SELECT id, {read} FROM b ORDER BY id")  # noqa: S608
+        assert [(i, None if v is None else int(v), s) for i, v, s in got] == [
+            (1, 2**64 - 1, 7),
+            (2, 2**63, 0),
+            (3, 0, 5),
+            (4, None, None),
+        ]
