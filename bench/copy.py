@@ -264,6 +264,17 @@ def top_frames(raw: Path, n: int = 15) -> list[tuple[str, float, float]]:
     return [(f, 100 * own[f] / total, 100 * incl[f] / total) for f in ranked]
 
 
+def profile_lines(batch: int) -> list[str]:
+    """One DataTrace run under py-spy: its top frames as table lines."""
+    raw = Path(tempfile.gettempdir()) / "dt-bench-profile.txt"
+    r = measure("datatrace", batch, profile=raw)
+    lines = [f"- py-spy profile of one DataTrace run ({r['seconds']:.1f} s):", ""]
+    lines += ["| function | % self | % incl. |", "|---|---:|---:|"]
+    for frame, self_pct, incl_pct in top_frames(raw):
+        lines.append(f"| `{frame}` | {self_pct:.1f} | {incl_pct:.1f} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the copy benchmark and append its table to bench/README.md."""
     parser = argparse.ArgumentParser(prog="python -m bench.copy", description=__doc__)
@@ -307,14 +318,7 @@ def main(argv: list[str] | None = None) -> None:
                 f" included): {r['seconds']:.1f} s, {rows / r['seconds']:,.0f} rows/s"
             )
         if args.profile:
-            raw = Path(tempfile.gettempdir()) / "dt-bench-profile.txt"
-            r = measure("datatrace", args.batch, profile=raw)
-            extra.append(f"- py-spy profile of one DataTrace run ({r['seconds']:.1f} s):")
-            extra.append("")
-            extra.append("| function | % self | % incl. |")
-            extra.append("|---|---:|---:|")
-            for frame, self_pct, incl_pct in top_frames(raw):
-                extra.append(f"| `{frame}` | {self_pct:.1f} | {incl_pct:.1f} |")
+            extra += profile_lines(args.batch)
         rss_lines: list[str] = []
         if args.full:
             for n in (1_000_000, 5_000_000):

@@ -95,6 +95,10 @@ def main(argv: list[str] | None = None) -> None:
                     seconds[name].append(_timed(command, command_env))
         finally:
             _timed(["prefect", "stop"], env)
+            mysql_cli(
+                "DROP DATABASE IF EXISTS dt_bench_startup_src;"
+                " DROP DATABASE IF EXISTS dt_bench_startup_dst;"
+            )
     _report(first, {name: statistics.median(s) for name, s in seconds.items()}, args)
 
 
