@@ -85,7 +85,6 @@ def _verify_copy(
         dbs.target,
         table,
         spec,
-        chunk_size=job.batch_size,
         allow_extra_rows=job.write_mode == "append",
     )
     stats["verify_seconds"] = round(time.perf_counter() - started, 3)

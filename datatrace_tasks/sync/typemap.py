@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Context, Decimal
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -149,15 +149,3 @@ def integer_range(size: int, unsigned: bool) -> tuple[int, int]:
     if unsigned:
         return 0, 2 ** (8 * size) - 1
     return -(2 ** (8 * size - 1)), 2 ** (8 * size - 1) - 1
-
-
-_EXACT = Context(prec=100)
-
-
-def canonical_decimal(value: Any) -> str:
-    """One spelling per decimal value (`10.00`, `10` and `1E+1` all give `10`)."""
-    number = Decimal(str(value))
-    if number == 0:
-        return "0"
-    # normalize() rounds to its context's precision (28 digits by default): DECIMAL has 65.
-    return format(number.normalize(_EXACT), "f")

@@ -1,208 +1,98 @@
-"""Proof that a target table holds the source rows: equal counts and equal checksums.
+"""Proof that a target table holds the source rows, by a check that shares no code
+with the copy.
 
-MySQL to MySQL, the servers compare checksums per key range (`checksum.py`) and
-only a range that differs is read here. Otherwise both sides are read chunk by
-chunk along the source key: a chunk of source rows in key order, then the target
-rows with exactly those keys (looked up by key rather than by range, because the
-target may sort text in another collation). Every value is turned into one
-canonical text per source column type on both sides, so a DECIMAL read back from
-SQLite text or a BIT read back from a PostgreSQL integer hashes the same as the
-source value.
+Each server fingerprints its own table (`fingerprint.py`): it reads every value the
+way that is exact for its type there, hashes each row, and returns `COUNT(*)` and
+the XOR of the row hashes. The copy reads through its own projection and writes
+through converters and bulk text; none of that is used here, so a defect on the copy
+path shows up as a difference instead of being repeated on both sides. Equal
+aggregates end the check after one scan per side (the two run at once). Unequal
+ones are narrowed to buckets of keys, and the rows of the differing buckets are
+compared by key, so a failure names the rows that differ.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from datatrace_tasks.exceptions import DataTraceError, TableUnsupported, VerificationFailed
-from datatrace_tasks.sync.catalog import SourceColumn, SourceTable, resolve_tables
-from datatrace_tasks.sync.checksum import ServerChecksum, source_checksum, table_checksum
+from datatrace_tasks.sync.catalog import SourceTable, resolve_tables
 from datatrace_tasks.sync.ddl import TargetTable, target_table
 from datatrace_tasks.sync.engines import Databases, is_mysql
+from datatrace_tasks.sync.fingerprint import Fingerprint, Side
 from datatrace_tasks.sync.job import Job
-from datatrace_tasks.sync.reader import Row, as_double, batches
-from datatrace_tasks.sync.typemap import canonical_decimal
 
 VerificationResult = dict[str, Any]
+T = TypeVar("T")
+
+BUCKETS = 256
+"""Buckets of keys a differing table is narrowed to (a bucket's rows are then compared
+by key)."""
+
+_SHOWN = 3  # differing keys named in a failure
 
 
-def canonical(col: SourceColumn, value: Any) -> Any:
-    """One JSON-safe spelling of a value, the same whichever database it came from."""
-    if value is None:
+def _both(ours: Callable[[], T], theirs: Callable[[], T]) -> tuple[T, T]:
+    """Run the source's and the target's query at once."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="datatrace-verify") as pool:
+        future = pool.submit(theirs)
+        return ours(), future.result()
+
+
+def show_key(table: SourceTable, text: str) -> str:
+    """A key text (`3:abc,42`) as the values it stands for: `('abc', 42)`."""
+    values: list[str] = []
+    rest = text
+    for name in table.key:
+        if table.column(name).kind in ("string", "enum", "set", "other") and ":" in rest:
+            size, _, rest = rest.partition(":")
+            value, rest = rest[: int(size)], rest[int(size) + 1 :]
+            values.append(repr(value))
+        else:
+            value, _, rest = rest.partition(",")
+            values.append(value)
+    inner = ", ".join(values)
+    return inner if len(values) == 1 else f"({inner})"
+
+
+def _differences(
+    table: SourceTable, src: Fingerprint, dst: Fingerprint, *, allow_extra_rows: bool
+) -> str | None:
+    """What differs, found bucket by bucket; None if only allowed extra rows do."""
+    ours, theirs = _both(lambda: src.buckets(BUCKETS), lambda: dst.buckets(BUCKETS))
+    chosen = {b for b in set(ours) | set(theirs) if ours.get(b) != theirs.get(b)}
+    mine, yours = _both(lambda: src.rows(BUCKETS, chosen), lambda: dst.rows(BUCKETS, chosen))
+    missing = sorted(k for k in mine if k not in yours)
+    changed = sorted(k for k in mine if k in yours and mine[k] != yours[k])
+    extra = sorted(k for k in yours if k not in mine)
+    if not missing and not changed and (allow_extra_rows or not extra):
         return None
-    kind = col.kind
-    if kind == "bit":
-        return int.from_bytes(value, "big") if isinstance(value, bytes) else int(value)
-    if kind in ("integer", "year"):
-        return str(int(value))
-    if kind == "decimal":
-        return canonical_decimal(value)
-    if kind == "float":
-        return repr(float(value))
-    if kind in ("binary", "geometry"):
-        return bytes(value).hex()
-    if isinstance(value, dt.datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return str(value // dt.timedelta(microseconds=1))
-    return str(value)
-
-
-def _line(columns: Sequence[SourceColumn], row: Row | None) -> bytes:
-    if row is None:
-        return b"<missing>\n"
-    values = [canonical(col, row[col.name]) for col in columns]
-    return json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-
-
-def _target_rows(
-    engine: Engine, spec: TargetTable, table: SourceTable, keys: list[tuple[Any, ...]]
-) -> dict[tuple[Any, ...], Row]:
-    target = spec.table
-    # Look keys up as they were written: through the column converters of the target.
-    convert = [spec.converters.get(name) for name in table.key]
-    keys = [tuple(f(v) if f else v for f, v in zip(convert, k, strict=True)) for k in keys]
-    key_cols = [target.c[name] for name in table.key]
-    key_defs = [table.column(name) for name in table.key]
-    if len(key_cols) == 1:
-        where = key_cols[0].in_([k[0] for k in keys])
-    else:
-        where = sa.tuple_(*key_cols).in_(keys)
-    names = [col.name for col in table.columns]
-    mysql = engine.dialect.name in ("mysql", "mariadb")  # a MySQL target keeps FLOAT as FLOAT
-    stmt = sa.select(
-        *(
-            as_double(target.c[c.name]).label(c.name)
-            if mysql and c.single_float
-            else target.c[c.name]
-            for c in table.columns
-        )
-    ).where(where)
-    with engine.connect() as conn:
-        found = conn.execute(stmt).all()
-    rows = [dict(zip(names, row, strict=True)) for row in found]
-    return {tuple(canonical(c, r[c.name]) for c in key_defs): r for r in rows}
-
-
-def _count(engine: Engine, table: sa.Table) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
-
-
-def _verify_python(
-    source: Engine,
-    target: Engine,
-    table: SourceTable,
-    spec: TargetTable,
-    *,
-    chunk_size: int,
-    lo: tuple[Any, ...] | None = None,
-    hi: tuple[Any, ...] | None = None,
-) -> tuple[int, int, str]:
-    """Compare the rows `lo < key <= hi` value by value; returns (rows, chunks, sha256).
-
-    Raises:
-        VerificationFailed: a chunk differs.
-    """
-    columns = list(table.columns)
-    key_defs = [table.column(name) for name in table.key]
-    total = hashlib.sha256()
-    chunks = rows = 0
-    for batch in batches(
-        source,
-        table,
-        batch_size=chunk_size,
-        target_dialect=target.dialect.name,
-        after=lo,
-        until=hi,
+    parts = []
+    for label, keys in (
+        ("differ", changed),
+        ("are missing on the target", missing),
+        ("are only on the target", extra),
     ):
-        keys = [tuple(r[name] for name in table.key) for r in batch.rows]
-        found = _target_rows(target, spec, table, keys)
-        src_hash, dst_hash = hashlib.sha256(), hashlib.sha256()
-        first_bad: tuple[Any, ...] | None = None
-        for key, row in zip(keys, batch.rows, strict=True):
-            src_line = _line(columns, row)
-            dst_line = _line(
-                columns,
-                found.get(tuple(canonical(c, v) for c, v in zip(key_defs, key, strict=True))),
-            )
-            src_hash.update(src_line)
-            dst_hash.update(dst_line)
-            if first_bad is None and src_line != dst_line:
-                first_bad = key
-        if src_hash.digest() != dst_hash.digest():
-
-            def show(key: tuple[Any, ...]) -> str:
-                return str([canonical(c, v) for c, v in zip(key_defs, key, strict=True)])
-
-            raise VerificationFailed(
-                f"table {table.name!r}: chunk {chunks + 1} differs, keys {show(keys[0])}"
-                f" to {show(keys[-1])}; first differing key {show(first_bad or keys[0])}"
-            )
-        total.update(src_hash.digest())
-        chunks += 1
-        rows += len(batch.rows)
-    return rows, chunks, total.hexdigest()
+        if keys:
+            named = ", ".join(show_key(table, k) for k in keys[:_SHOWN])
+            more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
+            parts.append(f"{len(keys)} row(s) {label}: key {named}{more}")
+    source_rows, target_rows = sum(n for n, _ in ours.values()), sum(n for n, _ in theirs.values())
+    if source_rows != target_rows:
+        parts.insert(0, f"row counts differ, source {source_rows}, target {target_rows}")
+    columns = ", ".join(table.key)
+    return f"table {table.name!r} (key {columns}): " + "; ".join(parts)
 
 
-def _verify_server(
-    source: Engine,
-    target: Engine,
-    table: SourceTable,
-    spec: TargetTable,
-    *,
-    chunk_size: int,
-    server_chunk: int,
-) -> tuple[int, int, str, int]:
-    """Compare MySQL to MySQL by server-side range checksums; returns
-    (rows, chunks, checksum, rechecked chunks).
-
-    A range whose aggregates differ is compared again value by value before anything
-    is reported (the target may sort text keys in another collation, or hold a wider
-    but compatible type), so a difference is only ever reported with the row that
-    differs.
-
-    Raises:
-        VerificationFailed: a range differs value by value too.
-    """
-    src, dst = ServerChecksum(source, table), ServerChecksum(target, table)
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datatrace-verify")
-    rows = chunks = xor = rechecked = 0
-    try:
-        lo: tuple[Any, ...] | None = None
-        while True:
-            hi = src.cut_after(lo, server_chunk)
-            theirs = pool.submit(dst.aggregate, lo, hi)
-            ours = src.aggregate(lo, hi)
-            if theirs.result() != ours:
-                rechecked += 1
-                _verify_python(source, target, table, spec, chunk_size=chunk_size, lo=lo, hi=hi)
-            rows += ours[0]
-            xor ^= ours[1]
-            chunks += 1
-            if hi is None:
-                break
-            lo = hi
-    finally:
-        pool.shutdown()
-        src.close()
-        dst.close()
-    return rows, chunks, table_checksum(rows, xor), rechecked
-
-
-SERVER_CHUNK = 50_000
-"""Rows per range the servers checksum at once (a differing range is rechecked in
-`chunk_size` pieces)."""
+def table_checksum(rows: int, xor: int) -> str:
+    """The recorded checksum of a table: its source rows and their fingerprints."""
+    return hashlib.sha256(f"md5-xor64:{rows}:{xor:016x}".encode()).hexdigest()
 
 
 def verify_table(
@@ -211,49 +101,37 @@ def verify_table(
     table: SourceTable,
     spec: TargetTable,
     *,
-    chunk_size: int = 2000,
     allow_extra_rows: bool = False,
 ) -> VerificationResult:
-    """Compare one table on both sides; returns counts, chunks and the checksum.
+    """Compare one table on both sides; returns the servers' counts and the checksum.
 
-    MySQL to MySQL is compared by server-side checksums per key range (see
-    `checksum.py`); other pairs value by value in Python. The recorded checksum
-    depends only on the source, so it is the same whichever target was verified.
-    `allow_extra_rows` is for append mode, where the target may hold rows of its own.
+    The recorded checksum depends only on the source, so it is the same whichever
+    target was verified. `allow_extra_rows` is for append mode, where the target may
+    hold rows of its own.
 
     Raises:
-        VerificationFailed: counts differ, or a chunk differs (the message names its
-            key range and the first differing key).
+        VerificationFailed: a row differs, is missing or (unless allowed) is extra; the
+            message names the keys.
     """
-    rechecked = 0
-    if is_mysql(source) and is_mysql(target):
-        method = "server checksums"
-        server_chunk = max(chunk_size, SERVER_CHUNK)
-        rows, chunks, checksum, rechecked = _verify_server(
-            source, target, table, spec, chunk_size=chunk_size, server_chunk=server_chunk
-        )
-        chunk_size = server_chunk
-    else:
-        method = "python"
-        rows, chunks, checksum = _verify_python(source, target, table, spec, chunk_size=chunk_size)
-        if is_mysql(source):
-            _, checksum = source_checksum(source, table)
-    target_rows = _count(target, spec.table)
-    if target_rows != rows and not (allow_extra_rows and target_rows > rows):
-        raise VerificationFailed(
-            f"table {table.name!r}: row counts differ, source {rows}, target {target_rows}"
-        )
+    wkb_only = not (is_mysql(source) and is_mysql(target))
+    src = Fingerprint(Side(source, table.name, table.columns, table.key, wkb_only))
+    dst = Fingerprint(Side(target, spec.table.name, table.columns, table.key, wkb_only))
+    (rows, xor), (target_rows, target_xor) = _both(src.total, dst.total)
+    rechecked = False
+    if (rows, xor) != (target_rows, target_xor):
+        rechecked = True
+        problem = _differences(table, src, dst, allow_extra_rows=allow_extra_rows)
+        if problem is not None:
+            raise VerificationFailed(problem)
     return {
         "table": table.name,
         "ok": True,
         "source_rows": rows,
         "target_rows": target_rows,
-        "chunks": chunks,
-        "chunk_size": chunk_size,
-        "method": method,
-        "rechecked_chunks": rechecked,
+        "method": "server fingerprints",
+        "rechecked": rechecked,
         "key": list(table.key),
-        "checksum": checksum,
+        "checksum": table_checksum(rows, xor),
         "verified_at": dt.datetime.now(dt.UTC).isoformat(),
     }
 

@@ -94,7 +94,7 @@ class TestLoadData:
         unit = sync.run(sync.job(nasty_source, target, batch_size=25, write_mode=mode), "nasty")
         assert unit.extra["copy"]["path"] == "load"
         assert unit.extra["copy"]["fallback_batches"] == 0
-        assert unit.extra["verification"]["method"] == "server checksums"
+        assert unit.extra["verification"]["method"] == "server fingerprints"
         assert fetch(target, SELECT) == fetch(nasty_source, SELECT)
 
     def test_refused_local_infile_falls_back_to_upserts(
@@ -127,7 +127,7 @@ class TestLoadData:
         sync.run(job, "nasty")
         execute(target, "UPDATE nasty SET vb = CONCAT(vb, 'x') WHERE id = 61")
         result = verify_job(job)["nasty"]
-        assert not result["ok"] and "first differing key ['61']" in result["error"]
+        assert not result["ok"] and "1 row(s) differ: key 61" in result["error"]
         with pytest.raises(VerificationFailed):
             _verify_again(job)
 

@@ -1,0 +1,99 @@
+"""Verification catches the smallest change of every type, on every target.
+
+For each generated type case (`typecases.py`) and each target, the table is copied and
+verifies clean; then each stored value in turn is moved to its neighbour on the target
+(one unit of the last DECIMAL digit, one ulp of a FLOAT or DOUBLE, one microsecond,
+one bit of a byte, one trailing space, another ENUM member ...), and verification must
+fail naming the table and that row's key, until the value is put back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from datatrace_tasks.exceptions import VerificationFailed
+from datatrace_tasks.sync.ddl import target_table
+from datatrace_tasks.sync.engines import Databases
+from datatrace_tasks.sync.verify import verify_table
+from tests.sync.conftest import new_name
+from tests.sync.helpers import TARGETS, SyncKit
+from tests.sync.typecases import Case, generated_cases, nudge
+
+CASES = generated_cases()
+
+
+@pytest.fixture(scope="module")
+def type_source(mysql_server: URL) -> Iterator[URL]:
+    """One MariaDB schema holding every case's table, built once for the module."""
+    name = new_name("dt_types")
+    admin = sa.create_engine(mysql_server, poolclass=sa.pool.NullPool)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA `{name}` CHARACTER SET utf8mb4")
+    url = mysql_server.set(database=name)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("SET time_zone = '+00:00'")
+        for case in CASES:
+            conn.exec_driver_sql(case.create_sql())
+            conn.exec_driver_sql(case.insert_sql())
+    engine.dispose()
+    yield url
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS `{name}`")
+    admin.dispose()
+
+
+def _read_expression(case: Case, kind: str) -> str:
+    # A MySQL FLOAT's text has 6 digits; read the value itself to nudge it by one ulp.
+    return "v + 0e0" if kind == "mysql" and case.slug == "float" else "v"
+
+
+def _verify(dbs: Databases, name: str) -> None:
+    table = dbs.table(name)
+    with dbs.source.connect() as conn:
+        spec = target_table(conn, dbs.target, table)
+    verify_table(dbs.source, dbs.target, table, spec)
+
+
+@pytest.mark.parametrize("kind", TARGETS)
+@pytest.mark.parametrize("case", CASES, ids=[c.slug for c in CASES])
+def test_one_changed_value_fails_verification(
+    case: Case, kind: str, type_source: URL, sync: SyncKit
+) -> None:
+    """The copy verifies clean; each value moved by the smallest step its type holds
+    fails verification naming the table and the key; put back, it verifies clean."""
+    target = sync.target(kind)
+    job = sync.job(type_source, target, tables=[case.table])
+    sync.run(job, case.table)  # verifies: the untouched copy is clean
+    engine = sa.create_engine(target, poolclass=sa.pool.NullPool)
+    dbs = Databases(job.source_url, job.target_url)
+    read = _read_expression(case, kind)
+    try:
+        with engine.connect() as conn:
+            stored: list[tuple[int, Any]] = [
+                (int(i), v)
+                for i, v in conn.execute(sa.text(f"SELECT id, {read} FROM {case.table}"))  # noqa: S608
+                if v is not None
+            ]
+        assert stored, "the case has values"
+        update = sa.text(f"UPDATE {case.table} SET v = :v WHERE id = :id")  # noqa: S608
+        for key, value in stored:
+            with engine.begin() as conn:
+                conn.execute(update, {"v": nudge(case, value, target=kind), "id": key})
+            with pytest.raises(VerificationFailed) as caught:
+                _verify(dbs, case.table)
+            message = str(caught.value)
+            assert f"table {case.table!r}" in message and f"differ: key {key}" in message, (
+                f"{case.slug} row {key} ({value!r}): {message}"
+            )
+            with engine.begin() as conn:
+                conn.execute(update, {"v": value, "id": key})
+        _verify(dbs, case.table)
+    finally:
+        dbs.dispose()
+        engine.dispose()
