@@ -4,16 +4,16 @@ Verification must not share the copy's code: a value the copy's projection damag
 would be damaged the same way in a check that reads through it, and the two would
 agree. So nothing here is used by the copy. Each server turns every value into one
 token by the rule that is exact for that type on that server (the table below),
-joins a row's tokens, and hashes the row with MD5; a table sums up as `COUNT(*)`
-and the XOR of the first 64 bits of the row hashes, computed by the server.
+joins a row's tokens, and hashes the row; a table sums up as `COUNT(*)`
+and the XOR of the first 64 bits of the row hashes (SHA-256), computed by the server.
 
 | kind | token | MySQL reads it as | PostgreSQL | SQLite |
 |---|---|---|---|---|
-| integer, year, bit | decimal digits | `x + 0` | `x::text` | `CAST(x AS TEXT)` |
+| integer, year, bit | decimal digits | its text (BIT: `x + 0`) | `x::text` | `CAST(x AS TEXT)` |
 | decimal | digits, no trailing zeros | its text, trimmed | `trim_scale(x)` | its text, trimmed |
 | float | `[-]M p E`, x = M * 2^E exactly | `CAST(x AS DOUBLE)` | `float8` | `REAL` |
-| date | `YYYY-MM-DD` | `DATE_FORMAT` | `to_char` | its text |
-| datetime | `YYYY-MM-DD HH:MM:SS.ffffff` | `DATE_FORMAT(%f)` | `to_char(.US)` | its text, padded |
+| date | `YYYY-MM-DD` | its text | `to_char` | its text |
+| datetime | `YYYY-MM-DD HH:MM:SS.ffffff` | its text, padded | `to_char(.US)` | its text, padded |
 | time | signed microseconds | `TIME_TO_SEC` | `extract(epoch)` | seconds of its text |
 | text kinds | `characters:text` | `CONVERT(x USING utf8mb4)` | `x::text` | `x` |
 | binary | upper-case hex of every byte | `HEX(x)` | `encode(x, 'hex')` | `hex(x)` |
@@ -28,15 +28,19 @@ the same digits but not the same layout (`1e20` against `1e+20`, `0.00001` again
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from concurrent.futures import ThreadPoolExecutor
+
 from sqlalchemy.engine import Engine
 
 from datatrace_tasks.sync.catalog import SourceColumn
+from datatrace_tasks.sync.rawsql import between_sql
 
-Aggregate = tuple[int, int]  # (rows, xor of the first 64 bits of each row's MD5)
+Aggregate = tuple[int, int]  # (rows, xor of the first 64 bits of each row's SHA-256)
 MASK64 = (1 << 64) - 1
 
 
@@ -99,26 +103,35 @@ def _sqlite_seconds(x: str) -> str:
     )
 
 
+def _fraction_digits(col: SourceColumn) -> int:
+    """DATETIME(n)/TIMESTAMP(n): n, the digits of a second MySQL writes in the text."""
+    match = re.search(r"\((\d)\)", col.column_type)
+    return int(match.group(1)) if match else 0
+
+
 def _mysql_token(x: str, col: SourceColumn, wkb_only: bool) -> str:
     kind = col.kind
-    if kind in ("integer", "year", "bit"):
+    if kind == "bit":
         return f"{x} + 0"
-    if kind == "decimal":
-        return _trimmed(f"CAST({x} AS CHAR)", "mysql") if col.scale else f"CAST({x} AS CHAR)"
+    if kind in ("integer", "year"):
+        return x  # the server's own decimal text
+    if kind == "decimal":  # the text has exactly `scale` decimals: trim them to the value's
+        return f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {x}))" if col.scale else x
     if kind == "float":
         return _float_mysql(x)
     if kind == "date":
-        return f"DATE_FORMAT({x}, '%Y-%m-%d')"
-    if kind == "datetime":
-        return f"DATE_FORMAT({x}, '%Y-%m-%d %H:%i:%s.%f')"
+        return x
+    if kind == "datetime":  # the text has the column's n digits of a second: pad to 6
+        digits = _fraction_digits(col)
+        pad = "0" * (6 - digits) if digits else ".000000"
+        return f"CONCAT({x}, '{pad}')"
     if kind == "time":
         return f"CAST(TIME_TO_SEC({x}) * 1000000 AS SIGNED)"
     if kind == "binary":
         return f"HEX({x})"
     if kind == "geometry":
         return f"HEX(SUBSTRING({x}, 5))" if wkb_only else f"HEX({x})"
-    text = f"CONVERT({x} USING utf8mb4)"
-    return f"CONCAT(CHAR_LENGTH({text}), ':', {text})"
+    return f"CONCAT(CHAR_LENGTH({x}), ':', CONVERT({x} USING utf8mb4))"
 
 
 def _pg_token(x: str, col: SourceColumn) -> str:
@@ -189,8 +202,9 @@ class Side:
         return self.engine.dialect.name
 
     def quote(self, name: str) -> str:
-        """A quoted identifier of this server."""
-        return str(self.engine.dialect.identifier_preparer.quote(name))
+        """A quoted identifier of this server (`%` doubled where the driver formats)."""
+        quoted = str(self.engine.dialect.identifier_preparer.quote(name))
+        return quoted if self.dialect == "sqlite" else quoted.replace("%", "%%")
 
     def _joined(self, columns: Sequence[SourceColumn]) -> str:
         tokens = []
@@ -211,20 +225,22 @@ class Side:
         return self._joined([by_name[name] for name in self.key])
 
 
-def _md5_64(text: str) -> int:
-    return int(hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()[:16], 16)
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
 
 
 def _bucket(key_text: str, buckets: int) -> int:
-    digest = hashlib.md5(key_text.encode(), usedforsecurity=False).hexdigest()[:8]
-    return int(digest, 16) % buckets
+    return int.from_bytes(_digest(key_text)[:4], "big") % buckets
 
 
 class Fingerprint:
     """Aggregates of one side's rows: the whole table, per bucket of keys, or per row.
 
     A bucket is a hash of the key, not a key range, so the two servers agree on which
-    rows it holds whatever collation each sorts text keys in.
+    rows it holds whatever collation each sorts text keys in. A row's hash is the
+    first 64 bits of the SHA-256 of its text (SHA-256 is faster than MD5 on both
+    servers here, and XOR of a non-linear hash cannot be cancelled by a repeated
+    defect the way XORed CRCs can).
     """
 
     def __init__(self, side: Side) -> None:
@@ -232,13 +248,14 @@ class Fingerprint:
         self.name = side.quote(side.table)
         self.row = side.row_text()
         self.keytext = side.key_text()
+        self.keys = [side.quote(name) for name in side.key]
 
-    def _query(self, sql: str) -> list[tuple[Any, ...]]:
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raw: Any = self.side.engine.raw_connection()
         try:
             cursor = raw.cursor()
             try:
-                cursor.execute(sql)
+                cursor.execute(sql, list(params))
                 return [tuple(r) for r in cursor.fetchall()]
             finally:
                 cursor.close()
@@ -247,14 +264,17 @@ class Fingerprint:
             raw.close()
 
     def _hash64(self, expr: str) -> str:
+        """The SQL of a text's hash as a 64-bit integer (signed on PostgreSQL)."""
         if self.side.dialect == "postgresql":
-            return f"('x' || left(md5({expr}), 16))::bit(64)::bigint"
-        return f"CAST(CONV(LEFT(MD5({expr}), 16), 16, 10) AS UNSIGNED)"
+            digest = f"substring(sha256(convert_to({expr}, 'UTF8')) from 1 for 8)"
+            return f"('x' || encode({digest}, 'hex'))::bit(64)::bigint"
+        return f"CAST(CONV(LEFT(SHA2({expr}, 256), 16), 16, 10) AS UNSIGNED)"
 
     def _bucket_sql(self, buckets: int) -> str:
         if self.side.dialect == "postgresql":
-            return f"((('x' || left(md5({self.keytext}), 8))::bit(32)::bigint) % {buckets})"
-        return f"(CONV(LEFT(MD5({self.keytext}), 8), 16, 10) % {buckets})"
+            digest = f"substring(sha256(convert_to({self.keytext}, 'UTF8')) from 1 for 4)"
+            return f"mod(('x' || encode({digest}, 'hex'))::bit(32)::bigint, {buckets})"
+        return f"MOD(CONV(LEFT(SHA2({self.keytext}, 256), 8), 16, 10), {buckets})"
 
     def _pairs(self) -> Iterator[tuple[str, str]]:
         """SQLite: (key text, row text) of every row, streamed (the hash is taken here)."""
@@ -267,17 +287,50 @@ class Fingerprint:
         finally:
             raw.close()
 
-    def total(self) -> Aggregate:
-        """(rows, xor) of the whole table, in one scan by the server."""
-        if self.side.dialect == "sqlite":
-            rows = xor = 0
-            for _, text in self._pairs():
-                rows += 1
-                xor ^= _md5_64(text)
-            return rows, xor
+    def _cuts(self, parts: int, rows: int) -> list[Any]:
+        """Keys that cut this side's table into `parts` ranges of about `rows / parts`."""
+        keys = ", ".join(self.keys)
+        cuts = []
+        for i in range(1, parts):
+            found = self._query(
+                f"SELECT {keys} FROM {self.name} ORDER BY {keys}"  # noqa: S608
+                f" LIMIT 1 OFFSET {rows * i // parts}"
+            )
+            if not found:
+                break
+            cuts.append(found[0])
+        return cuts
+
+    def _range_total(self, lo: Any, hi: Any) -> Aggregate:
+        where, params = between_sql(self.keys, lo, hi)
         hashed = self._hash64(self.row)
-        ((count, xor),) = self._query(f"SELECT COUNT(*), BIT_XOR({hashed}) FROM {self.name}")  # noqa: S608
+        ((count, xor),) = self._query(
+            f"SELECT COUNT(*), BIT_XOR({hashed}) FROM {self.name}{where}",  # noqa: S608
+            params,
+        )
         return int(count), int(xor or 0) & MASK64
+
+    def total(self, *, parts: int = 1, rows: int = 0) -> Aggregate:
+        """(rows, xor) of the whole table, from the server's own scan.
+
+        With `parts` > 1 the server scans that many key ranges at once (`rows` is an
+        estimate of the table's size, for the cuts). Each side cuts its own table in
+        its own key order: XOR does not care which rows were summed together.
+        """
+        if self.side.dialect == "sqlite":
+            count = xor = 0
+            for _, text in self._pairs():
+                count += 1
+                xor ^= int.from_bytes(_digest(text)[:8], "big")
+            return count, xor
+        bounds = [None, *self._cuts(parts, rows), None] if parts > 1 else [None, None]
+        spans = list(zip(bounds, bounds[1:], strict=False))
+        with ThreadPoolExecutor(max_workers=len(spans)) as pool:
+            sums = list(pool.map(lambda span: self._range_total(*span), spans))
+        xor = 0
+        for _, part in sums:
+            xor ^= part
+        return sum(n for n, _ in sums), xor
 
     def buckets(self, buckets: int) -> dict[int, Aggregate]:
         """(rows, xor) per bucket of keys."""
@@ -286,7 +339,7 @@ class Fingerprint:
             for key, text in self._pairs():
                 agg = out.setdefault(_bucket(key, buckets), [0, 0])
                 agg[0] += 1
-                agg[1] ^= _md5_64(text)
+                agg[1] ^= int.from_bytes(_digest(text)[:8], "big")
             return {b: (n, x) for b, (n, x) in out.items()}
         bucket, hashed = self._bucket_sql(buckets), self._hash64(self.row)
         found = self._query(
@@ -294,17 +347,18 @@ class Fingerprint:
         )
         return {int(b): (int(n), int(x or 0) & MASK64) for b, n, x in found}
 
-    def rows(self, buckets: int, chosen: set[int]) -> dict[str, str]:
+    def rows(self, buckets: int, chosen: set[int]) -> dict[str, int]:
         """Row hash by key text, for the rows in the `chosen` buckets."""
         if self.side.dialect == "sqlite":
             return {
-                key: hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+                key: int.from_bytes(_digest(text)[:8], "big")
                 for key, text in self._pairs()
                 if _bucket(key, buckets) in chosen
             }
         picked = ", ".join(str(b) for b in sorted(chosen))
+        hashed = self._hash64(self.row)
         found = self._query(
-            f"SELECT {self.keytext}, MD5({self.row}) FROM {self.name}"  # noqa: S608
+            f"SELECT {self.keytext}, {hashed} FROM {self.name}"  # noqa: S608
             f" WHERE {self._bucket_sql(buckets)} IN ({picked})"
         )
-        return {str(k): str(h) for k, h in found}
+        return {str(k): int(h) & MASK64 for k, h in found}

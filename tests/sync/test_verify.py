@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import URL
 
+from datatrace_tasks.sync.engines import Databases
+from datatrace_tasks.sync.fingerprint import Fingerprint, Side
 from datatrace_tasks.sync.verify import verify_job
 from tests.sync.helpers import TARGETS, SyncKit, execute, fetch
 
@@ -125,3 +127,30 @@ class TestDecimalDigits:
         execute(target, f"UPDATE d SET v = {value} WHERE id = 1")  # noqa: S608
         result = verify_job(job)["d"]
         assert not result["ok"] and "1 row(s) differ: key 1" in result["error"]
+
+
+@pytest.mark.mysql
+class TestParallelScan:
+    """A big table's fingerprint is summed over key ranges scanned at once."""
+
+    @pytest.mark.parametrize("kind", TARGETS)
+    def test_ranges_sum_to_the_whole_and_still_catch_a_change(
+        self, kind: str, edge_source: URL, sync: SyncKit
+    ) -> None:
+        """However a side cuts its table, the total is the same; a change in any range
+        moves it."""
+        target = sync.target(kind)
+        job = sync.job(edge_source, target, tables=["big"])
+        sync.run(job, "big")
+        dbs = Databases(job.source_url, job.target_url)
+        try:
+            table = dbs.table("big")
+            side = Fingerprint(Side(dbs.target, "big", table.columns, table.key, True))
+            whole = side.total()
+            assert whole[0] == 1000
+            for parts in (2, 3, 7):
+                assert side.total(parts=parts, rows=1000) == whole
+            execute(target, "UPDATE big SET v = 'changed' WHERE id = 999")
+            assert side.total(parts=3, rows=1000) != whole
+        finally:
+            dbs.dispose()
