@@ -30,10 +30,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-
-from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy.engine import Engine
 
