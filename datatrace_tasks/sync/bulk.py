@@ -1,5 +1,5 @@
-"""The bulk paths: MySQL to MySQL through LOAD DATA LOCAL INFILE, anything to PostgreSQL
-through COPY.
+"""The MySQL to MySQL bulk path, LOAD DATA LOCAL INFILE (PostgreSQL's COPY is in
+`pgcopy.py`), and the pages both read.
 
 Profiling showed the copy was bound by pure-Python work per value (pymysql parsing
 and converting every field, then escaping it again for the INSERT). For a MySQL to
@@ -13,13 +13,12 @@ rolled back and written again through the exact batched upsert of `SqlSink`.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
 
@@ -68,6 +67,14 @@ class BulkState:
             self.fallbacks += 1
 
 
+class LineSql(Protocol):
+    """What `mysql_pages` reads with: the SQL of a row's line, the table, its keys."""
+
+    line: str
+    source_table: str
+    keys: list[str]
+
+
 def _escaped_text(col: str) -> str:
     # Backslash first, then tab and newline: the escapes LOAD DATA's defaults undo.
     text = f"CONVERT({col} USING utf8mb4)"
@@ -114,7 +121,7 @@ class MysqlTsv:
 def mysql_pages(
     source: Engine,
     table: SourceTable,
-    tsv: MysqlTsv,
+    tsv: LineSql,
     *,
     start: Key | None,
     hi: Key | None,
@@ -302,76 +309,6 @@ class MysqlLoadWriter:
             os.unlink(self.path)
         except OSError:
             pass
-
-
-class PgCopyWriter:
-    """Writes row pages to PostgreSQL with COPY, one transaction each.
-
-    Append mode copies straight into the table (a duplicate key fails the batch);
-    upsert, truncate and an append replay copy into a temporary staging table and
-    merge with `INSERT ... SELECT ... ON CONFLICT`.
-    """
-
-    def __init__(self, target: Engine, spec: TargetTable, write_mode: str) -> None:
-        q = target.dialect.identifier_preparer.quote
-        self.target = target
-        self.spec = spec
-        self.names = [c.name for c in spec.table.columns]
-        cols = ", ".join(q(n) for n in self.names)
-        table = q(spec.table.name)
-        digest = hashlib.sha256(spec.table.name.encode()).hexdigest()[:16]
-        stage = q(f"datatrace_stage_{digest}")
-        self.direct = f"COPY {table} ({cols}) FROM STDIN"
-        self.staged = f"COPY {stage} ({cols}) FROM STDIN"
-        self.create_stage = (
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage}"
-            f" (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
-        others = [n for n in self.names if n not in spec.key]
-        conflict = f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage}"  # noqa: S608
-        conflict += f" ON CONFLICT ({', '.join(q(k) for k in spec.key)})"
-        nothing = conflict + " DO NOTHING"
-        update = ", ".join(f"{q(n)} = EXCLUDED.{q(n)}" for n in others)
-        self.merge_skip = nothing
-        self.merge_update = conflict + f" DO UPDATE SET {update}" if others else nothing
-        self.write_mode = write_mode
-        self._raw: Any = None
-
-    def write(self, page: Page, *, replay: bool = False) -> None:
-        """COPY one page of rows, merged on the key unless plainly appending."""
-        rows = page.rows or []
-        if not rows:
-            return
-        if self._raw is None:
-            self._raw = self.target.raw_connection()
-        converters = self.spec.converters
-        convert = [converters.get(n) for n in self.names]
-        plain = self.write_mode == "append" and not replay
-        driver = self._raw.driver_connection
-        try:
-            with driver.cursor() as cursor:
-                if not plain:
-                    cursor.execute(self.create_stage)
-                with cursor.copy(self.direct if plain else self.staged) as copy:
-                    for row in rows:
-                        values = [row[n] for n in self.names]
-                        copy.write_row(
-                            [f(v) if f else v for f, v in zip(convert, values, strict=True)]
-                        )
-                if not plain:
-                    merge = self.merge_skip if self.write_mode == "append" else self.merge_update
-                    cursor.execute(merge)
-            driver.commit()
-        except BaseException:
-            driver.rollback()
-            raise
-
-    def close(self) -> None:
-        """Return the connection to the pool."""
-        if self._raw is not None:
-            offer(self._raw, None)
-            self._raw.close()
-            self._raw = None
 
 
 class SinkWriter:

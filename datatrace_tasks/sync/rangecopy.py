@@ -21,7 +21,6 @@ from datatrace_tasks.sync.bulk import (
     MysqlLoadWriter,
     MysqlTsv,
     Page,
-    PgCopyWriter,
     SinkWriter,
     mysql_pages,
     read_rows,
@@ -31,7 +30,9 @@ from datatrace_tasks.sync.catalog import SourceTable
 from datatrace_tasks.sync.ddl import TargetTable
 from datatrace_tasks.sync.engines import Databases, is_mysql
 from datatrace_tasks.sync.job import Job
+from datatrace_tasks.sync.pgcopy import PgCopyWriter, PgText
 from datatrace_tasks.sync.ranges import KeyRange, to_checkpoint
+from datatrace_tasks.sync.reader import Row
 
 Event = tuple[str, int, Any]
 """What a range's thread tells the unit's thread: ("batch" | "end" | "error", range, payload)."""
@@ -53,6 +54,10 @@ class Throttle:
         ahead = self.rows / self.rate - (time.monotonic() - self.started)
         if ahead > 0:
             time.sleep(ahead)
+
+
+def _mysql_source(dbs: Databases) -> bool:
+    return is_mysql(dbs.source) and dbs.source.dialect.driver == "pymysql"
 
 
 def writer_for(dbs: Databases) -> str:
@@ -128,8 +133,12 @@ class RangeCopy:
         self.dbs, self.job, self.table, self.spec = dbs, job, table, spec
         self.ranges, self.reporter, self.stats = ranges, reporter, stats
         self.path = writer_for(dbs)
-        self.bulk = BulkState(self.path == "load")
-        self.tsv = MysqlTsv(dbs.source, dbs.target, table) if self.path == "load" else None
+        self.tsv: MysqlTsv | PgText | None = None
+        if self.path == "load":
+            self.tsv = MysqlTsv(dbs.source, dbs.target, table)
+        elif self.path == "copy" and _mysql_source(dbs):
+            self.tsv = PgText(dbs.source, table, spec)
+        self.bulk = BulkState(self.tsv is not None)
         self.events: queue.Queue[Event] = queue.Queue()
         self.stop = threading.Event()
         self.acks: dict[int, queue.Queue[bool]] = {}
@@ -159,20 +168,23 @@ class RangeCopy:
             )
         return prefetch(pages, stop)
 
+    def _fetch_rows(self, after: Any, upto: Any) -> list[Row]:
+        return read_rows(self.dbs.source, self.table, after, upto, self.target_dialect)
+
     def _writer(self) -> Any:
-        if self.tsv is not None:
+        if isinstance(self.tsv, MysqlTsv):
             return MysqlLoadWriter(
                 self.dbs.target,
                 self.spec,
                 self.tsv,
                 self.job.write_mode,
                 self.bulk,
-                lambda after, upto: read_rows(
-                    self.dbs.source, self.table, after, upto, self.target_dialect
-                ),
+                self._fetch_rows,
             )
         if self.path == "copy":
-            return PgCopyWriter(self.dbs.target, self.spec, self.job.write_mode)
+            return PgCopyWriter(
+                self.dbs.target, self.spec, self.job.write_mode, self.bulk, self._fetch_rows
+            )
         return SinkWriter(self.dbs.target, self.spec, self.job.write_mode)
 
     def _work(self, index: int, replay: bool, rate: float | None) -> None:

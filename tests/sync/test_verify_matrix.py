@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from datatrace_tasks.exceptions import VerificationFailed
+from datatrace_tasks.sync import rangecopy
+from datatrace_tasks.sync.bulk import BulkState
 from datatrace_tasks.sync.ddl import target_table
 from datatrace_tasks.sync.engines import Databases
 from datatrace_tasks.sync.verify import verify_table
@@ -60,16 +62,43 @@ def _verify(dbs: Databases, name: str) -> None:
     verify_table(dbs.source, dbs.target, table, spec)
 
 
-@pytest.mark.parametrize("kind", TARGETS)
+class _Refused(BulkState):
+    """A bulk path the target refuses from the start: every batch goes typed."""
+
+    def __init__(self, enabled: bool) -> None:
+        super().__init__(False)
+
+
+# The bulk text path (LOAD DATA to MariaDB, source-formatted COPY text to PostgreSQL)
+# and the typed path every refused batch falls back to; SQLite has only the latter.
+PATHS = [
+    pytest.param(kind, path, marks=param.marks, id=f"{param.id}-{path}")
+    for param in TARGETS
+    for kind in param.values
+    for path in (("bulk", "typed") if kind != "sqlite" else ("typed",))
+]
+
+
+@pytest.mark.parametrize(("kind", "path"), PATHS)
 @pytest.mark.parametrize("case", CASES, ids=[c.slug for c in CASES])
 def test_one_changed_value_fails_verification(
-    case: Case, kind: str, type_source: URL, sync: SyncKit
+    case: Case,
+    kind: str,
+    path: str,
+    type_source: URL,
+    sync: SyncKit,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The copy verifies clean; each value moved by the smallest step its type holds
-    fails verification naming the table and the key; put back, it verifies clean."""
+    """The copy (through `path`) verifies clean; each value moved by the smallest step
+    its type holds fails verification naming the table and the key; put back, it
+    verifies clean."""
+    if path == "typed":
+        monkeypatch.setattr(rangecopy, "BulkState", _Refused)
     target = sync.target(kind)
     job = sync.job(type_source, target, tables=[case.table])
-    sync.run(job, case.table)  # verifies: the untouched copy is clean
+    unit = sync.run(job, case.table)  # verifies: the untouched copy is clean
+    if path == "bulk":
+        assert unit.extra["copy"]["fallback_batches"] == 0, "every value went as bulk text"
     engine = sa.create_engine(target, poolclass=sa.pool.NullPool)
     dbs = Databases(job.source_url, job.target_url)
     read = _read_expression(case, kind)
