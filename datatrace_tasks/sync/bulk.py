@@ -118,6 +118,25 @@ class MysqlTsv:
         self.keys = [quote(source, name) for name in table.key]
 
 
+def _lines(cursor: Any, tsv: LineSql, where: str, params: list[Any]) -> tuple[int, list[bytes]]:
+    """A page's rows and lines. The server joins the lines into one value when they fit
+    in a packet (one field for pymysql to parse, not one per row: a second of client
+    CPU per million rows); when they do not (GROUP_CONCAT warns that it cut), one per row.
+    """
+    cursor.execute(
+        f"SELECT COUNT(*), GROUP_CONCAT({tsv.line} SEPARATOR X'0A')"  # noqa: S608
+        f" FROM {tsv.source_table}{where}",
+        params,
+    )
+    count, joined = cursor.fetchone()
+    cursor.execute("SELECT @@warning_count")
+    if int(cursor.fetchone()[0]) == 0:
+        return int(count), [] if joined is None else [bytes(joined)]
+    cursor.execute(f"SELECT {tsv.line} FROM {tsv.source_table}{where}", params)  # noqa: S608
+    lines = [row[0] for row in cursor.fetchall()]
+    return len(lines), lines
+
+
 def mysql_pages(
     source: Engine,
     table: SourceTable,
@@ -140,6 +159,7 @@ def mysql_pages(
     raw = source.raw_connection()
     try:
         cursor = raw.cursor()
+        cursor.execute("SET SESSION group_concat_max_len = @@max_allowed_packet")
         last = start
         while True:
             where, params = between_sql(tsv.keys, last, hi)
@@ -162,10 +182,9 @@ def mysql_pages(
             page_hi = tuple(found)
             if as_lines():
                 where, params = between_sql(tsv.keys, last, page_hi)
-                cursor.execute(f"SELECT {tsv.line} FROM {tsv.source_table}{where}", params)  # noqa: S608
-                lines = [row[0] for row in cursor.fetchall()]
+                count, lines = _lines(cursor, tsv, where, params)
                 raw.rollback()
-                page = Page(last, page_hi, len(lines), lines=lines)
+                page = Page(last, page_hi, count, lines=lines)
             else:
                 raw.rollback()
                 rows = read_rows(source, table, last, page_hi, target_dialect)

@@ -170,3 +170,31 @@ class TestCopy:
         if mode == "upsert":  # a second upsert run merges over the same keys
             again = sync.run(job, "nasty")
             assert again.extra["verification"]["target_rows"] == 120
+
+
+@pytest.mark.mysql
+class TestJoinedPages:
+    """The source server joins a page's lines into one value, unless they do not fit."""
+
+    @pytest.mark.parametrize(
+        "kind",
+        [
+            pytest.param("mysql", id="mariadb"),
+            pytest.param("postgres", marks=pytest.mark.postgres, id="postgres"),
+        ],
+    )
+    def test_page_larger_than_a_packet_goes_line_by_line(
+        self, kind: str, mysql_schema: Callable[[], URL], sync: SyncKit
+    ) -> None:
+        """Five 2 MB blobs make 20 MB of hex, more than the 16 MB packet one joined value
+        may take: the page is read line by line instead, and nothing is cut."""
+        source = mysql_schema()
+        execute(
+            source,
+            "CREATE TABLE wide (id INT PRIMARY KEY, b MEDIUMBLOB)",
+            "INSERT INTO wide SELECT seq, REPEAT(CHAR(seq), 2000000) FROM seq_1_to_5",
+        )
+        job = sync.job(source, sync.target(kind), tables=["wide"], batch_size=10)
+        unit = sync.run(job, "wide")  # verifies every byte
+        assert unit.extra["copy"]["fallback_batches"] == 0
+        assert unit.extra["verification"]["target_rows"] == 5
