@@ -15,7 +15,7 @@ and the XOR of the first 64 bits of the row hashes (SHA-256), computed by the se
 | date | `YYYY-MM-DD` | its text | `to_char` | its text |
 | datetime | `YYYY-MM-DD HH:MM:SS.ffffff` | its text, padded | `to_char(.US)` | its text, padded |
 | time | signed microseconds | `TIME_TO_SEC` | `extract(epoch)` | seconds of its text |
-| text kinds | `characters:text` | `CONVERT(x USING utf8mb4)` | `x::text` | `x` |
+| text kinds | `UTF-8 bytes:text` | `CONVERT(x USING utf8mb4)` | `x::text` | `x` |
 | binary | upper-case hex of every byte | `HEX(x)` | `encode(x, 'hex')` | `hex(x)` |
 | geometry | hex of the WKB (with SRID MySQL to MySQL) | bytes after the SRID | bytea | blob |
 
@@ -130,7 +130,8 @@ def _mysql_token(x: str, col: SourceColumn, wkb_only: bool) -> str:
         return f"HEX({x})"
     if kind == "geometry":
         return f"HEX(SUBSTRING({x}, 5))" if wkb_only else f"HEX({x})"
-    return f"CONCAT(CHAR_LENGTH({x}), ':', CONVERT({x} USING utf8mb4))"
+    text = f"CONVERT({x} USING utf8mb4)"
+    return f"CONCAT(LENGTH({text}), ':', {text})"
 
 
 def _pg_token(x: str, col: SourceColumn) -> str:
@@ -149,7 +150,7 @@ def _pg_token(x: str, col: SourceColumn) -> str:
         return f"(extract(epoch from {x}) * 1000000)::numeric(30, 0)::text"
     if kind in ("binary", "geometry"):
         return f"upper(encode({x}, 'hex'))"
-    return f"length(({x})::text)::text || ':' || ({x})::text"
+    return f"octet_length(({x})::text)::text || ':' || ({x})::text"
 
 
 def _sqlite_token(x: str, col: SourceColumn) -> str:
@@ -173,7 +174,8 @@ def _sqlite_token(x: str, col: SourceColumn) -> str:
         return _sqlite_seconds(x)
     if kind in ("binary", "geometry"):
         return f"CASE WHEN {x} IS NULL THEN NULL ELSE hex({x}) END"  # hex(NULL) is ''
-    return f"length({x}) || ':' || {x}"
+    # Bytes, not length(): SQLite counts characters only up to the first NUL.
+    return f"length(CAST({x} AS BLOB)) || ':' || {x}"
 
 
 def token_sql(dialect: str, x: str, col: SourceColumn, *, wkb_only: bool) -> str:

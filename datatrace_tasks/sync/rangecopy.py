@@ -33,6 +33,7 @@ from datatrace_tasks.sync.job import Job
 from datatrace_tasks.sync.pgcopy import PgCopyWriter, PgText
 from datatrace_tasks.sync.ranges import KeyRange, to_checkpoint
 from datatrace_tasks.sync.reader import Row
+from datatrace_tasks.sync.sqlitecopy import AttachWriter, attachable, key_pages
 
 Event = tuple[str, int, Any]
 """What a range's thread tells the unit's thread: ("batch" | "end" | "error", range, payload)."""
@@ -132,7 +133,7 @@ class RangeCopy:
     ) -> None:
         self.dbs, self.job, self.table, self.spec = dbs, job, table, spec
         self.ranges, self.reporter, self.stats = ranges, reporter, stats
-        self.path = writer_for(dbs)
+        self.path = "attach" if attachable(dbs.source, dbs.target, table) else writer_for(dbs)
         self.tsv: MysqlTsv | PgText | None = None
         if self.path == "load":
             self.tsv = MysqlTsv(dbs.source, dbs.target, table)
@@ -146,7 +147,15 @@ class RangeCopy:
         self.failure: BaseException | None = None  # the first error of any range, raised last
 
     def _pages(self, rng: KeyRange, stop: threading.Event) -> Generator[Page, None, None]:
-        if self.tsv is not None:
+        if self.path == "attach":
+            pages: Iterator[Page] = key_pages(
+                self.dbs.source,
+                self.table,
+                start=rng.start,
+                hi=rng.hi,
+                batch_size=self.job.batch_size,
+            )
+        elif self.tsv is not None:
             pages = mysql_pages(
                 self.dbs.source,
                 self.table,
@@ -181,6 +190,8 @@ class RangeCopy:
                 self.bulk,
                 self._fetch_rows,
             )
+        if self.path == "attach":
+            return AttachWriter(self.dbs.source, self.dbs.target, self.spec, self.job.write_mode)
         if self.path == "copy":
             return PgCopyWriter(
                 self.dbs.target, self.spec, self.job.write_mode, self.bulk, self._fetch_rows

@@ -18,41 +18,44 @@ def quote(engine: Engine, name: str) -> str:
     return str(engine.dialect.identifier_preparer.quote(name)).replace("%", "%%")
 
 
-def _key_terms(keys: Sequence[str], key: Sequence[Any], op: str) -> tuple[list[str], list[Any]]:
+def _key_terms(
+    keys: Sequence[str], key: Sequence[Any], op: str, mark: str
+) -> tuple[list[str], list[Any]]:
     """One `(k1 = v1 AND ... AND ki op vi)` term per key column, with its parameters."""
     terms, params = [], []
     for i, col in enumerate(keys):
-        parts = [f"{keys[j]} = %s" for j in range(i)] + [f"{col} {op} %s"]
+        parts = [f"{keys[j]} = {mark}" for j in range(i)] + [f"{col} {op} {mark}"]
         terms.append("(" + " AND ".join(parts) + ")")
         params += [*key[:i], key[i]]
     return terms, params
 
 
-def after_sql(keys: Sequence[str], key: Sequence[Any]) -> tuple[str, list[Any]]:
+def after_sql(keys: Sequence[str], key: Sequence[Any], mark: str = "%s") -> tuple[str, list[Any]]:
     """`(k1, k2, ...) > (v1, v2, ...)` spelled so MySQL uses a range on the key's index."""
-    terms, params = _key_terms(keys, key, ">")
-    return f"{keys[0]} >= %s AND ({' OR '.join(terms)})", [key[0], *params]
+    terms, params = _key_terms(keys, key, ">", mark)
+    return f"{keys[0]} >= {mark} AND ({' OR '.join(terms)})", [key[0], *params]
 
 
-def upto_sql(keys: Sequence[str], key: Sequence[Any]) -> tuple[str, list[Any]]:
+def upto_sql(keys: Sequence[str], key: Sequence[Any], mark: str = "%s") -> tuple[str, list[Any]]:
     """`(k1, k2, ...) <= (v1, v2, ...)`, in the same index-friendly form."""
-    terms, params = _key_terms(keys, key, "<")
-    terms.append("(" + " AND ".join(f"{col} = %s" for col in keys) + ")")
+    terms, params = _key_terms(keys, key, "<", mark)
+    terms.append("(" + " AND ".join(f"{col} = {mark}" for col in keys) + ")")
     params += list(key)
-    return f"{keys[0]} <= %s AND ({' OR '.join(terms)})", [key[0], *params]
+    return f"{keys[0]} <= {mark} AND ({' OR '.join(terms)})", [key[0], *params]
 
 
 def between_sql(
-    keys: Sequence[str], lo: Sequence[Any] | None, hi: Sequence[Any] | None
+    keys: Sequence[str], lo: Sequence[Any] | None, hi: Sequence[Any] | None, mark: str = "%s"
 ) -> tuple[str, list[Any]]:
-    """` WHERE lo < key <= hi` (either end may be open), or an empty string."""
+    """` WHERE lo < key <= hi` (either end may be open), or an empty string; `mark` is
+    the driver's placeholder (`?` for sqlite3)."""
     clauses, params = [], []
     if lo is not None:
-        sql, p = after_sql(keys, lo)
+        sql, p = after_sql(keys, lo, mark)
         clauses.append(f"({sql})")
         params += p
     if hi is not None:
-        sql, p = upto_sql(keys, hi)
+        sql, p = upto_sql(keys, hi, mark)
         clauses.append(f"({sql})")
         params += p
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params

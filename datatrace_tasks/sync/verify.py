@@ -49,15 +49,15 @@ def _both(ours: Callable[[], T], theirs: Callable[[], T]) -> tuple[T, T]:
 def show_key(table: SourceTable, text: str) -> str:
     """A key text (`3:abc,42`) as the values it stands for: `('abc', 42)`."""
     values: list[str] = []
-    rest = text
+    rest = text.encode()
     for name in table.key:
-        if table.column(name).kind in ("string", "enum", "set", "other") and ":" in rest:
-            size, _, rest = rest.partition(":")
+        if table.column(name).kind in ("string", "enum", "set", "other") and b":" in rest:
+            size, _, rest = rest.partition(b":")  # a text token: its UTF-8 length, ':', itself
             value, rest = rest[: int(size)], rest[int(size) + 1 :]
-            values.append(repr(value))
+            values.append(repr(value.decode(errors="replace")))
         else:
-            value, _, rest = rest.partition(",")
-            values.append(value)
+            value, _, rest = rest.partition(b",")
+            values.append(value.decode())
     inner = ", ".join(values)
     return inner if len(values) == 1 else f"({inner})"
 
