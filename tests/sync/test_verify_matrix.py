@@ -10,6 +10,7 @@ fail naming the table and that row's key, until the value is put back.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,18 +25,25 @@ from datatrace_tasks.sync.engines import Databases
 from datatrace_tasks.sync.verify import verify_table
 from tests.sync.conftest import new_name
 from tests.sync.helpers import TARGETS, SyncKit
-from tests.sync.typecases import Case, generated_cases, nudge
+from tests.sync.typecases import (
+    MATRIX_BEGIN,
+    MATRIX_END,
+    Case,
+    generated_cases,
+    matrix_markdown,
+    nudge,
+)
 
 CASES = generated_cases()
 
 
-@pytest.fixture(scope="module")
-def type_source(mysql_server: URL) -> Iterator[URL]:
-    """One MariaDB schema holding every case's table, built once for the module."""
+def build_type_source(mysql_server: URL) -> URL:
+    """A new MariaDB schema holding every case's table; returns its URL."""
     name = new_name("dt_types")
     admin = sa.create_engine(mysql_server, poolclass=sa.pool.NullPool)
     with admin.begin() as conn:
         conn.exec_driver_sql(f"CREATE SCHEMA `{name}` CHARACTER SET utf8mb4")
+    admin.dispose()
     url = mysql_server.set(database=name)
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     with engine.begin() as conn:
@@ -44,9 +52,17 @@ def type_source(mysql_server: URL) -> Iterator[URL]:
             conn.exec_driver_sql(case.create_sql())
             conn.exec_driver_sql(case.insert_sql())
     engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="module")
+def type_source(mysql_server: URL) -> Iterator[URL]:
+    """One MariaDB schema holding every case's table, built once for the module."""
+    url = build_type_source(mysql_server)
     yield url
+    admin = sa.create_engine(mysql_server, poolclass=sa.pool.NullPool)
     with admin.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS `{name}`")
+        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS `{url.database}`")
     admin.dispose()
 
 
@@ -126,3 +142,18 @@ def test_one_changed_value_fails_verification(
     finally:
         dbs.dispose()
         engine.dispose()
+
+
+@pytest.mark.mysql
+def test_readme_type_matrix_is_current(type_source: URL) -> None:
+    """The README's type matrix is what the cases and the type mapping give today
+    (`python scripts/type_matrix.py` rewrites it)."""
+    dbs = Databases(type_source, type_source)
+    try:
+        catalog = dbs.catalog()
+        columns = {case.table: catalog[case.table].column("v") for case in CASES}
+    finally:
+        dbs.dispose()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    begin, end = readme.index(MATRIX_BEGIN), readme.index(MATRIX_END) + len(MATRIX_END)
+    assert readme[begin:end] == matrix_markdown(columns)
