@@ -96,7 +96,15 @@ class UnitPaused(DataTraceError):
 
 
 class VerificationFailed(DataTraceError):
-    """Target rows differ from the source after a copy."""
+    """Target rows differ from the source after a copy.
+
+    `differences` (when verification found them row by row) says which rows: the
+    sync engine's `Differences`, used by a resume to re-copy just those.
+    """
+
+    def __init__(self, message: str, differences: object = None) -> None:
+        super().__init__(message)
+        self.differences = differences
 
 
 class TableUnsupported(DataTraceError):

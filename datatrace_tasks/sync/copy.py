@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from datatrace_tasks.exceptions import TableUnsupported
+from datatrace_tasks.exceptions import TableUnsupported, VerificationFailed
 from datatrace_tasks.state.reporter import ProgressReporter
 from datatrace_tasks.state.units import TaskUnit
 from datatrace_tasks.sync.catalog import SourceTable
@@ -26,8 +26,9 @@ from datatrace_tasks.sync.engines import Databases
 from datatrace_tasks.sync.job import Job
 from datatrace_tasks.sync.rangecopy import RangeCopy
 from datatrace_tasks.sync.ranges import KeyRange, auto_ranges, from_checkpoint, split
+from datatrace_tasks.sync.repair import repair_rows
 from datatrace_tasks.sync.sinks import SqlSink
-from datatrace_tasks.sync.verify import refusal_no_key, verify_table
+from datatrace_tasks.sync.verify import Differences, refusal_no_key, verify_table
 
 EXACT_COUNT_BELOW = 1_000_000
 """Tables estimated smaller than this get an exact COUNT(*) as their total."""
@@ -105,7 +106,8 @@ def copy_table(
     Writes `unit.extra["copy"]` (rows read in this run, batches, ranges, the write
     path, where it resumed) and, when verifying, hands the result to
     `reporter.set_verification` (also kept in `unit.extra["verification"]`; see
-    `verify_table`).
+    `verify_table`). A resumed unit whose verification fails re-copies the rows it
+    names (`repair.py`, counted in `repaired_rows`) and verifies once more.
 
     Raises:
         TableNotFound: `unit.id` is not a source table.
@@ -134,7 +136,16 @@ def copy_table(
     copier.run(replay=checkpoint is not None)
     sink.finish()
     stats["copy_seconds"] = round(time.perf_counter() - started, 3)
-    if verify:
+    if not verify:
+        return
+    try:
+        _verify_copy(dbs, job, table, spec, unit, reporter, stats)
+    except VerificationFailed as exc:
+        # A resumed unit re-copies the rows that differ, once, then verifies again.
+        diff = exc.differences
+        if checkpoint is None or not isinstance(diff, Differences) or job.write_mode == "append":
+            raise
+        stats["repaired_rows"] = repair_rows(dbs, table, spec, diff)
         _verify_copy(dbs, job, table, spec, unit, reporter, stats)
 
 

@@ -363,3 +363,20 @@ class Fingerprint:
             f" WHERE {self._bucket_sql(buckets)} IN ({picked})"
         )
         return {str(k): int(h) & MASK64 for k, h in found}
+
+    def key_values(self, buckets: int, chosen: set[int], texts: set[str]) -> list[tuple[Any, ...]]:
+        """The stored key values of the rows whose key texts are `texts` (in `chosen`)."""
+        keys = ", ".join(self.keys)
+        if self.side.dialect == "sqlite":
+            raw: Any = self.side.engine.raw_connection()
+            try:
+                found = raw.execute(f"SELECT {keys}, {self.keytext} FROM {self.name}").fetchall()  # noqa: S608
+            finally:
+                raw.close()
+        else:
+            picked = ", ".join(str(b) for b in sorted(chosen))
+            found = self._query(
+                f"SELECT {keys}, {self.keytext} FROM {self.name}"  # noqa: S608
+                f" WHERE {self._bucket_sql(buckets)} IN ({picked})"
+            )
+        return [tuple(row[:-1]) for row in found if str(row[-1]) in texts]

@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
@@ -62,9 +63,19 @@ def show_key(table: SourceTable, text: str) -> str:
     return inner if len(values) == 1 else f"({inner})"
 
 
+@dataclass(frozen=True)
+class Differences:
+    """The rows two sides disagree on: key texts within the differing key buckets."""
+
+    buckets: frozenset[int]
+    source_keys: tuple[str, ...]  # changed on the target, or missing there
+    extra_keys: tuple[str, ...]  # only on the target
+    message: str
+
+
 def _differences(
     table: SourceTable, src: Fingerprint, dst: Fingerprint, *, allow_extra_rows: bool
-) -> str | None:
+) -> Differences | None:
     """What differs, found bucket by bucket; None if only allowed extra rows do."""
     ours, theirs = _both(lambda: src.buckets(BUCKETS), lambda: dst.buckets(BUCKETS))
     chosen = {b for b in set(ours) | set(theirs) if ours.get(b) != theirs.get(b)}
@@ -88,7 +99,18 @@ def _differences(
     if source_rows != target_rows:
         parts.insert(0, f"row counts differ, source {source_rows}, target {target_rows}")
     columns = ", ".join(table.key)
-    return f"table {table.name!r} (key {columns}): " + "; ".join(parts)
+    message = f"table {table.name!r} (key {columns}): " + "; ".join(parts)
+    return Differences(
+        frozenset(chosen),
+        tuple(changed + missing),
+        () if allow_extra_rows else tuple(extra),
+        message,
+    )
+
+
+def wkb_only(source: Engine, target: Engine) -> bool:
+    """GEOMETRY is compared as WKB (the SRID dropped) unless both sides are MySQL."""
+    return not (is_mysql(source) and is_mysql(target))
 
 
 def table_checksum(rows: int, xor: int) -> str:
@@ -114,9 +136,9 @@ def verify_table(
         VerificationFailed: a row differs, is missing or (unless allowed) is extra; the
             message names the keys.
     """
-    wkb_only = not (is_mysql(source) and is_mysql(target))
-    src = Fingerprint(Side(source, table.name, table.columns, table.key, wkb_only))
-    dst = Fingerprint(Side(target, spec.table.name, table.columns, table.key, wkb_only))
+    flat = wkb_only(source, target)
+    src = Fingerprint(Side(source, table.name, table.columns, table.key, flat))
+    dst = Fingerprint(Side(target, spec.table.name, table.columns, table.key, flat))
     # A big table is scanned as two key ranges at once on each server (2 cores here).
     parts = 2 if table.estimated_rows > PARALLEL_ROWS else 1
     size = table.estimated_rows
@@ -128,7 +150,7 @@ def verify_table(
         rechecked = True
         problem = _differences(table, src, dst, allow_extra_rows=allow_extra_rows)
         if problem is not None:
-            raise VerificationFailed(problem)
+            raise VerificationFailed(problem.message, problem)
     return {
         "table": table.name,
         "ok": True,
