@@ -21,6 +21,7 @@ from datatrace_tasks.sync.catalog import (
     read_mysql_catalog,
 )
 from datatrace_tasks.sync.engines import is_mysql
+from datatrace_tasks.sync.rawsql import plain_quote, quote
 from datatrace_tasks.sync.typemap import Convert, decimal_digits, integer_range, portable_table
 
 # A foreign-key line of SHOW CREATE TABLE output: "  CONSTRAINT `fk` FOREIGN KEY (...) ...".
@@ -53,8 +54,13 @@ def mysql_create_statement(source: Connection, target: Engine, table: SourceTabl
     whose parent has not been copied yet. Triggers are not copied either, so a copied
     table is never also written to by a trigger on the target.
     """
-    quoted = source.dialect.identifier_preparer.quote(table.name)
-    text = str(source.execute(sa.text(f"SHOW CREATE TABLE {quoted}")).one()[1])  # noqa: S608
+    cursor = source.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:  # with a parameter sequence, so the driver undoes quote()'s doubled `%`
+        cursor.execute(f"SHOW CREATE TABLE {quote(source.engine, table.name)}", ())
+        row = cursor.fetchone()
+        text = str(row[1]) if row else ""
+    finally:
+        cursor.close()
     lines = text.split("\n")
     kept: list[str] = []
     for line in lines:
@@ -63,7 +69,7 @@ def mysql_create_statement(source: Connection, target: Engine, table: SourceTabl
         if line.startswith(")") and kept and kept[-1].endswith(","):
             kept[-1] = kept[-1][:-1]
         kept.append(line)
-    header = "CREATE TABLE " + target.dialect.identifier_preparer.quote(table.name)
+    header = "CREATE TABLE " + plain_quote(target, table.name)  # sent without parameters
     kept[0] = _HEADER.sub(lambda _m: header, kept[0], count=1)
     return "\n".join(kept)
 
@@ -215,6 +221,14 @@ def _check_portable(conn: Connection, source: SourceTable, write_mode: str) -> N
         raise _incompatible(source.name, problems)
 
 
+def portable_ddl(table: sa.Table, target: Engine) -> str:
+    """CREATE TABLE for `target`, names quoted as the server reads them: compiled for a
+    dialect that formats no `%` (the DDL is sent without parameters)."""
+    make: Any = type(target.dialect)
+    dialect = make(paramstyle="named")
+    return str(CreateTable(table).compile(dialect=dialect)).strip()
+
+
 def target_table(
     source: Connection, target: Engine, table: SourceTable, *, write_mode: str = "upsert"
 ) -> TargetTable:
@@ -239,7 +253,7 @@ def target_table(
         if exists:
             _check_portable(conn, table, write_mode)
         else:
-            spec.ddl = str(CreateTable(portable).compile(dialect=target.dialect)).strip()
+            spec.ddl = portable_ddl(portable, target)
         return spec
 
 

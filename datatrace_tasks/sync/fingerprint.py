@@ -37,7 +37,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from datatrace_tasks.sync.catalog import SourceColumn
-from datatrace_tasks.sync.rawsql import between_sql
+from datatrace_tasks.sync.rawsql import between_sql, quote
 
 Aggregate = tuple[int, int]  # (rows, xor of the first 64 bits of each row's SHA-256)
 MASK64 = (1 << 64) - 1
@@ -204,8 +204,7 @@ class Side:
 
     def quote(self, name: str) -> str:
         """A quoted identifier of this server (`%` doubled where the driver formats)."""
-        quoted = str(self.engine.dialect.identifier_preparer.quote(name))
-        return quoted if self.dialect == "sqlite" else quoted.replace("%", "%%")
+        return quote(self.engine, name)
 
     def _joined(self, columns: Sequence[SourceColumn]) -> str:
         tokens = []

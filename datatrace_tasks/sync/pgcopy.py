@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from datatrace_tasks.sync.bulk import BulkState, Key, Page
 from datatrace_tasks.sync.catalog import SourceColumn, SourceTable
 from datatrace_tasks.sync.ddl import TargetTable
-from datatrace_tasks.sync.rawsql import quote
+from datatrace_tasks.sync.rawsql import plain_quote, quote
 from datatrace_tasks.sync.reader import Row
 
 _NULL = "X'5C4E'"  # \N, spelled without backslashes so NO_BACKSLASH_ESCAPES cannot matter
@@ -81,7 +81,10 @@ class PgCopyWriter:
         state: BulkState | None = None,
         fetch_rows: Callable[[Key | None, Key], list[Row]] | None = None,
     ) -> None:
-        q = target.dialect.identifier_preparer.quote
+        # COPY, the stage and the merge are sent without parameters: plain quoting.
+        def q(name: str) -> str:
+            return plain_quote(target, name)
+
         self.target = target
         self.spec = spec
         self.state = state

@@ -13,9 +13,26 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 
+def plain_quote(engine: Engine, name: str) -> str:
+    """`name` quoted as the server reads it, for a statement the driver sends as it is
+    (no parameters: nothing formats it). SQLAlchemy's own `quote` doubles `%` for
+    drivers that format with `%`, which is right only when parameters follow."""
+    preparer = engine.dialect.identifier_preparer
+    escaped = name.replace(preparer.escape_quote, preparer.escape_to_quote)
+    return f"{preparer.initial_quote}{escaped}{preparer.final_quote}"
+
+
 def quote(engine: Engine, name: str) -> str:
-    """`name` quoted by the engine's dialect, safe inside a `%s`-style statement."""
-    return str(engine.dialect.identifier_preparer.quote(name)).replace("%", "%%")
+    """`name` quoted for a statement the driver formats with its parameters: a `%`
+    doubled where the driver's placeholders are `%s` (pymysql, psycopg).
+
+    Every raw statement built with it must be executed with a parameter sequence,
+    even an empty one, so that the driver undoes the doubling.
+    """
+    quoted = plain_quote(engine, name)
+    if engine.dialect.paramstyle in ("format", "pyformat"):
+        return quoted.replace("%", "%%")
+    return quoted
 
 
 def _key_terms(

@@ -482,16 +482,6 @@ class TestOddNames:
         assert_clean_log(log, [])
 
     @pytest.mark.usefixtures("prefect_harness")
-    @pytest.mark.xfail(
-        strict=True,
-        reason="bug: a `%` in a MySQL table name breaks plan and copy: the name is quoted with "
-        "percent doubling (identifier_preparer.quote / rawsql.quote) and then sent in a "
-        "statement executed without parameters (ddl.py SHOW CREATE TABLE through sa.text, "
-        "checksum/bulk raw cursors with an empty WHERE), so MariaDB sees `per%%cent%%s`: "
-        "1146 table doesn't exist; fix: double `%` only in statements that are executed "
-        "with a parameter sequence, e.g. always pass a (possibly empty) tuple to "
-        "cursor.execute and build SHOW CREATE TABLE with exec_driver_sql(sql, ())",
-    )
     def test_percent_in_names_copies(self, hostile: Hostile, sqlite_store: Store) -> None:
         """A table whose name holds `%s` copies MariaDB to MariaDB like any other."""
         store = sqlite_store
