@@ -75,6 +75,13 @@ class LineSql(Protocol):
     keys: list[str]
 
 
+def _escaped_bytes(col: str) -> str:
+    # Backslash first, then tab and newline: the escapes LOAD DATA's defaults undo.
+    text = f"REPLACE(CAST({col} AS BINARY), X'5C', X'5C5C')"
+    text = f"REPLACE({text}, X'09', X'5C74')"
+    return f"REPLACE({text}, X'0A', X'5C6E')"
+
+
 def _escaped_text(col: str) -> str:
     # Backslash first, then tab and newline: the escapes LOAD DATA's defaults undo.
     text = f"CONVERT({col} USING utf8mb4)"
@@ -92,8 +99,13 @@ class MysqlTsv:
         for i, column in enumerate(table.columns):
             src, dst = quote(source, column.name), quote(target, column.name)
             kind = column.kind
-            if kind in ("binary", "geometry"):
-                # GEOMETRY too: its internal bytes (SRID + WKB) go back verbatim.
+            if kind == "binary":
+                # The bytes themselves, escaped: hex would double a BLOB's size, and a
+                # line over the packet limit comes back NULL (a 9 MB BLOB once did).
+                pieces.append(f"IFNULL({_escaped_bytes(src)}, {_NULL})")
+                targets.append(dst)
+            elif kind == "geometry":
+                # Its internal bytes (SRID + WKB) go back verbatim.
                 pieces.append(f"IFNULL(HEX({src}), {_NULL})")
                 targets.append(f"@v{i}")
                 sets.append(f"{dst} = UNHEX(@v{i})")
@@ -118,11 +130,14 @@ class MysqlTsv:
         self.keys = [quote(source, name) for name in table.key]
 
 
-def _lines(cursor: Any, tsv: LineSql, where: str, params: list[Any]) -> tuple[int, list[bytes]]:
+def _lines(
+    cursor: Any, tsv: LineSql, where: str, params: list[Any]
+) -> tuple[int, list[bytes] | None]:
     """A page's rows and lines. The server joins the lines into one value when they fit
     in a packet (one field for pymysql to parse, not one per row: a second of client
-    CPU per million rows); when they do not (GROUP_CONCAT warns that it cut), one per row.
-    """
+    CPU per million rows); when they do not (GROUP_CONCAT warns that it cut), one per row;
+    when even one row's line does not fit (a BLOB of more than half the packet, as hex),
+    the server makes it NULL with a warning, and the page is read as rows (None)."""
     cursor.execute(
         f"SELECT COUNT(*), GROUP_CONCAT({tsv.line} SEPARATOR X'0A')"  # noqa: S608
         f" FROM {tsv.source_table}{where}",
@@ -134,6 +149,9 @@ def _lines(cursor: Any, tsv: LineSql, where: str, params: list[Any]) -> tuple[in
         return int(count), [] if joined is None else [bytes(joined)]
     cursor.execute(f"SELECT {tsv.line} FROM {tsv.source_table}{where}", params)  # noqa: S608
     lines = [row[0] for row in cursor.fetchall()]
+    cursor.execute("SELECT @@warning_count")
+    if int(cursor.fetchone()[0]) != 0:
+        return len(lines), None
     return len(lines), lines
 
 
@@ -185,6 +203,9 @@ def mysql_pages(
                 count, lines = _lines(cursor, tsv, where, params)
                 raw.rollback()
                 page = Page(last, page_hi, count, lines=lines)
+                if lines is None:  # a line too long for a packet: this page goes typed
+                    rows = read_rows(source, table, last, page_hi, target_dialect)
+                    page = Page(last, page_hi, len(rows), rows=rows)
             else:
                 raw.rollback()
                 rows = read_rows(source, table, last, page_hi, target_dialect)

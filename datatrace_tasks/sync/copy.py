@@ -17,18 +17,19 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from datatrace_tasks.exceptions import TableUnsupported, VerificationFailed
+from datatrace_tasks.exceptions import VerificationFailed
 from datatrace_tasks.state.reporter import ProgressReporter
 from datatrace_tasks.state.units import TaskUnit
 from datatrace_tasks.sync.catalog import SourceTable
 from datatrace_tasks.sync.ddl import TargetTable, target_table
 from datatrace_tasks.sync.engines import Databases
 from datatrace_tasks.sync.job import Job
+from datatrace_tasks.sync.keyless import copy_keyless
 from datatrace_tasks.sync.rangecopy import RangeCopy
 from datatrace_tasks.sync.ranges import KeyRange, auto_ranges, from_checkpoint, split
 from datatrace_tasks.sync.repair import repair_rows
 from datatrace_tasks.sync.sinks import SqlSink
-from datatrace_tasks.sync.verify import Differences, refusal_no_key, verify_table
+from datatrace_tasks.sync.verify import Differences, verify_table
 
 EXACT_COUNT_BELOW = 1_000_000
 """Tables estimated smaller than this get an exact COUNT(*) as their total."""
@@ -111,14 +112,17 @@ def copy_table(
 
     Raises:
         TableNotFound: `unit.id` is not a source table.
-        TableUnsupported: the table has no usable key.
+        TableUnsupported: the table has no usable key and write_mode is append.
         SchemaIncompatible: the existing target table cannot take the rows.
         UnitPaused: a pause was requested (from `reporter.report`); checkpoint kept.
         VerificationFailed: the target differs from the source after the copy.
     """
     table = dbs.table(unit.id)
-    if not table.key:
-        raise TableUnsupported(refusal_no_key(table))
+    if not table.key:  # staged whole and swapped in (keyless.py); restarts from zero
+        spec = copy_keyless(dbs, job, table, unit, reporter)
+        if verify:
+            _verify_copy(dbs, job, table, spec, unit, reporter, unit.extra["copy"])
+        return
     with dbs.source.connect() as conn:
         spec = target_table(conn, dbs.target, table, write_mode=job.write_mode)
     sink = SqlSink(dbs.target, spec, job.write_mode)

@@ -5,7 +5,8 @@ would be damaged the same way in a check that reads through it, and the two woul
 agree. So nothing here is used by the copy. Each server turns every value into one
 token by the rule that is exact for that type on that server (the table below),
 joins a row's tokens, and hashes the row; a table sums up as `COUNT(*)`
-and the XOR of the first 64 bits of the row hashes (SHA-256), computed by the server.
+and the sum mod 2^64 of the first 64 bits of the row hashes (SHA-256), computed by
+the server.
 
 | kind | token | MySQL reads it as | PostgreSQL | SQLite |
 |---|---|---|---|---|
@@ -22,13 +23,16 @@ and the XOR of the first 64 bits of the row hashes (SHA-256), computed by the se
 A float's token is its binary mantissa and exponent, found with `LOG2` and powers of
 two (both exact operations on a double): the servers' shortest decimal texts have
 the same digits but not the same layout (`1e20` against `1e+20`, `0.00001` against
-`1e-05`). NULL is `N`, which no token can be (text tokens start with a length).
+`1e-05`). NULL is `N`, which no token can be (text tokens start with a length). A
+text, binary or geometry value over `LONG` bytes is `#` and the SHA-256 of its bytes,
+computed by the server too (SQLite: by the function `register_sqlite` gives it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,7 +43,24 @@ from sqlalchemy.engine import Engine
 from datatrace_tasks.sync.catalog import SourceColumn
 from datatrace_tasks.sync.rawsql import between_sql, quote
 
-Aggregate = tuple[int, int]  # (rows, xor of the first 64 bits of each row's SHA-256)
+LONG = 1024
+"""A text or binary value longer than this many bytes is tokenised by its SHA-256, so a
+row's text stays far below a server's packet limit (MySQL makes a longer string
+function result NULL: a 9 MB BLOB's hex once read as NULL)."""
+SQLITE_SHA256 = "datatrace_sha256"  # registered on each SQLite connection that needs it
+
+
+def register_sqlite(driver: Any) -> None:
+    """Give a sqlite3 connection the SHA-256 that long values are tokenised with."""
+    driver.create_function(
+        SQLITE_SHA256,
+        1,
+        lambda data: None if data is None else hashlib.sha256(bytes(data)).hexdigest(),
+        deterministic=True,
+    )
+
+
+Aggregate = tuple[int, int]  # (rows, sum mod 2^64 of the first 64 bits of each row's SHA-256)
 MASK64 = (1 << 64) - 1
 
 
@@ -126,12 +147,14 @@ def _mysql_token(x: str, col: SourceColumn, wkb_only: bool) -> str:
         return f"CONCAT({x}, '{pad}')"
     if kind == "time":
         return f"CAST(TIME_TO_SEC({x}) * 1000000 AS SIGNED)"
-    if kind == "binary":
-        return f"HEX({x})"
-    if kind == "geometry":
-        return f"HEX(SUBSTRING({x}, 5))" if wkb_only else f"HEX({x})"
+    if kind in ("binary", "geometry"):
+        value = f"SUBSTRING({x}, 5)" if kind == "geometry" and wkb_only else x
+        return f"IF(LENGTH({value}) <= {LONG}, HEX({value}), CONCAT('#', SHA2({value}, 256)))"
     text = f"CONVERT({x} USING utf8mb4)"
-    return f"CONCAT(LENGTH({text}), ':', {text})"
+    return (
+        f"IF(LENGTH({text}) <= {LONG}, CONCAT(LENGTH({text}), ':', {text}),"
+        f" CONCAT('#', SHA2({text}, 256)))"
+    )
 
 
 def _pg_token(x: str, col: SourceColumn) -> str:
@@ -149,8 +172,15 @@ def _pg_token(x: str, col: SourceColumn) -> str:
     if kind == "time":
         return f"(extract(epoch from {x}) * 1000000)::numeric(30, 0)::text"
     if kind in ("binary", "geometry"):
-        return f"upper(encode({x}, 'hex'))"
-    return f"octet_length(({x})::text)::text || ':' || ({x})::text"
+        return (
+            f"case when octet_length({x}) <= {LONG} then upper(encode({x}, 'hex'))"
+            f" else '#' || encode(sha256({x}), 'hex') end"
+        )
+    text = f"({x})::text"
+    return (
+        f"case when octet_length({text}) <= {LONG} then octet_length({text})::text || ':' || {text}"
+        f" else '#' || encode(sha256(convert_to({text}, 'UTF8')), 'hex') end"
+    )
 
 
 def _sqlite_token(x: str, col: SourceColumn) -> str:
@@ -173,9 +203,16 @@ def _sqlite_token(x: str, col: SourceColumn) -> str:
     if kind == "time":
         return _sqlite_seconds(x)
     if kind in ("binary", "geometry"):
-        return f"CASE WHEN {x} IS NULL THEN NULL ELSE hex({x}) END"  # hex(NULL) is ''
+        return (  # hex(NULL) is '', not NULL
+            f"CASE WHEN {x} IS NULL THEN NULL WHEN length(CAST({x} AS BLOB)) <= {LONG}"
+            f" THEN hex({x}) ELSE '#' || {SQLITE_SHA256}(CAST({x} AS BLOB)) END"
+        )
     # Bytes, not length(): SQLite counts characters only up to the first NUL.
-    return f"length(CAST({x} AS BLOB)) || ':' || {x}"
+    size = f"length(CAST({x} AS BLOB))"
+    return (
+        f"CASE WHEN {size} <= {LONG} THEN {size} || ':' || {x}"
+        f" ELSE '#' || {SQLITE_SHA256}(CAST({x} AS BLOB)) END"
+    )
 
 
 def token_sql(dialect: str, x: str, col: SourceColumn, *, wkb_only: bool) -> str:
@@ -220,7 +257,10 @@ class Side:
         return self._joined(self.columns)
 
     def key_text(self) -> str:
-        """The SQL of a row's key text, which places it in a bucket."""
+        """The SQL of a row's key text, which places it in a bucket (the whole row's text
+        for a table without a key)."""
+        if not self.key:
+            return self.row_text()
         by_name = {c.name: c for c in self.columns}
         return self._joined([by_name[name] for name in self.key])
 
@@ -237,10 +277,12 @@ class Fingerprint:
     """Aggregates of one side's rows: the whole table, per bucket of keys, or per row.
 
     A bucket is a hash of the key, not a key range, so the two servers agree on which
-    rows it holds whatever collation each sorts text keys in. A row's hash is the
-    first 64 bits of the SHA-256 of its text (SHA-256 is faster than MD5 on both
-    servers here, and XOR of a non-linear hash cannot be cancelled by a repeated
-    defect the way XORed CRCs can).
+    rows it holds whatever collation each sorts text keys in (a table without a key is
+    bucketed by whole rows). A row's hash is the first 64 bits of the SHA-256 of its
+    text (SHA-256 is faster than MD5 on both servers here, and a sum of a non-linear
+    hash cannot be cancelled by a repeated defect the way CRCs can); rows sum up mod
+    2^64, not by XOR, so two equal rows count twice: a table without a key is compared
+    as a multiset.
     """
 
     def __init__(self, side: Side) -> None:
@@ -280,6 +322,7 @@ class Fingerprint:
         """SQLite: (key text, row text) of every row, streamed (the hash is taken here)."""
         raw: Any = self.side.engine.raw_connection()
         try:
+            register_sqlite(raw.driver_connection)
             cursor = raw.cursor()
             cursor.execute(f"SELECT {self.keytext}, {self.row} FROM {self.name}")  # noqa: S608
             while chunk := cursor.fetchmany(10_000):
@@ -304,46 +347,44 @@ class Fingerprint:
     def _range_total(self, lo: Any, hi: Any) -> Aggregate:
         where, params = between_sql(self.keys, lo, hi)
         hashed = self._hash64(self.row)
-        ((count, xor),) = self._query(
-            f"SELECT COUNT(*), BIT_XOR({hashed}) FROM {self.name}{where}",  # noqa: S608
+        ((count, total),) = self._query(
+            f"SELECT COUNT(*), SUM({hashed}) FROM {self.name}{where}",  # noqa: S608
             params,
         )
-        return int(count), int(xor or 0) & MASK64
+        return int(count), int(total or 0) & MASK64
 
     def total(self, *, parts: int = 1, rows: int = 0) -> Aggregate:
-        """(rows, xor) of the whole table, from the server's own scan.
+        """(rows, sum) of the whole table, from the server's own scan.
 
         With `parts` > 1 the server scans that many key ranges at once (`rows` is an
         estimate of the table's size, for the cuts). Each side cuts its own table in
-        its own key order: XOR does not care which rows were summed together.
+        its own key order: a sum does not care which rows were added together.
         """
         if self.side.dialect == "sqlite":
-            count = xor = 0
+            count = total = 0
             for _, text in self._pairs():
                 count += 1
-                xor ^= int.from_bytes(_digest(text)[:8], "big")
-            return count, xor
-        bounds = [None, *self._cuts(parts, rows), None] if parts > 1 else [None, None]
+                total += int.from_bytes(_digest(text)[:8], "big")
+            return count, total & MASK64
+        cut = parts > 1 and bool(self.keys)  # no key, no ranges: one scan
+        bounds = [None, *self._cuts(parts, rows), None] if cut else [None, None]
         spans = list(zip(bounds, bounds[1:], strict=False))
         with ThreadPoolExecutor(max_workers=len(spans)) as pool:
             sums = list(pool.map(lambda span: self._range_total(*span), spans))
-        xor = 0
-        for _, part in sums:
-            xor ^= part
-        return sum(n for n, _ in sums), xor
+        return sum(n for n, _ in sums), sum(part for _, part in sums) & MASK64
 
     def buckets(self, buckets: int) -> dict[int, Aggregate]:
-        """(rows, xor) per bucket of keys."""
+        """(rows, sum) per bucket of keys."""
         if self.side.dialect == "sqlite":
             out: dict[int, list[int]] = {}
             for key, text in self._pairs():
                 agg = out.setdefault(_bucket(key, buckets), [0, 0])
                 agg[0] += 1
-                agg[1] ^= int.from_bytes(_digest(text)[:8], "big")
-            return {b: (n, x) for b, (n, x) in out.items()}
+                agg[1] += int.from_bytes(_digest(text)[:8], "big")
+            return {b: (n, x & MASK64) for b, (n, x) in out.items()}
         bucket, hashed = self._bucket_sql(buckets), self._hash64(self.row)
         found = self._query(
-            f"SELECT {bucket}, COUNT(*), BIT_XOR({hashed}) FROM {self.name} GROUP BY 1"  # noqa: S608
+            f"SELECT {bucket}, COUNT(*), SUM({hashed}) FROM {self.name} GROUP BY 1"  # noqa: S608
         )
         return {int(b): (int(n), int(x or 0) & MASK64) for b, n, x in found}
 
@@ -369,6 +410,7 @@ class Fingerprint:
         if self.side.dialect == "sqlite":
             raw: Any = self.side.engine.raw_connection()
             try:
+                register_sqlite(raw.driver_connection)
                 found = raw.execute(f"SELECT {keys}, {self.keytext} FROM {self.name}").fetchall()  # noqa: S608
             finally:
                 raw.close()
@@ -379,3 +421,14 @@ class Fingerprint:
                 f" WHERE {self._bucket_sql(buckets)} IN ({picked})"
             )
         return [tuple(row[:-1]) for row in found if str(row[-1]) in texts]
+
+    def row_counts(self, buckets: int, chosen: set[int]) -> Counter[str]:
+        """How often each row text occurs in the `chosen` buckets (a table without a key)."""
+        if self.side.dialect == "sqlite":
+            return Counter(t for _, t in self._pairs() if _bucket(t, buckets) in chosen)
+        picked = ", ".join(str(b) for b in sorted(chosen))
+        found = self._query(
+            f"SELECT {self.row}, COUNT(*) FROM {self.name}"  # noqa: S608
+            f" WHERE {self._bucket_sql(buckets)} IN ({picked}) GROUP BY 1"
+        )
+        return Counter({str(text): int(n) for text, n in found})

@@ -13,7 +13,7 @@ from datatrace_tasks.sync.catalog import resolve_tables
 from datatrace_tasks.sync.ddl import target_table
 from datatrace_tasks.sync.engines import Databases, is_mysql
 from datatrace_tasks.sync.job import Job
-from datatrace_tasks.sync.verify import refusal_no_key
+from datatrace_tasks.sync.keyless import KEYLESS_NOTE, refusal_keyless_append
 
 NOTES_MYSQL = (
     "foreign keys and triggers are not copied: tables are copied in parallel, in any order"
@@ -97,8 +97,8 @@ def plan_job(job: Job) -> Plan:
                 action="refused",
             )
             units.append(unit)
-            if not table.key:
-                unit.refusal = refusal_no_key(table)
+            if not table.key and job.write_mode == "append":
+                unit.refusal = refusal_keyless_append(table)
                 continue
             try:
                 with dbs.source.connect() as conn:
@@ -107,6 +107,8 @@ def plan_job(job: Job) -> Plan:
                 unit.refusal = str(exc)
                 continue
             unit.action, unit.ddl, unit.warnings = spec.state, spec.ddl, spec.warnings
+            if not table.key:
+                unit.warnings = [KEYLESS_NOTE, *unit.warnings]
         notes = (
             [NOTES_MYSQL]
             if is_mysql(dbs.target)

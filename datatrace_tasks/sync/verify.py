@@ -3,7 +3,7 @@ with the copy.
 
 Each server fingerprints its own table (`fingerprint.py`): it reads every value the
 way that is exact for its type there, hashes each row, and returns `COUNT(*)` and
-the XOR of the row hashes. The copy reads through its own projection and writes
+the sum of the row hashes. The copy reads through its own projection and writes
 through converters and bulk text; none of that is used here, so a defect on the copy
 path shows up as a difference instead of being repeated on both sides. Equal
 aggregates end the check after one scan per side (the two run at once). Unequal
@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
 
-from datatrace_tasks.exceptions import DataTraceError, TableUnsupported, VerificationFailed
+from datatrace_tasks.exceptions import DataTraceError, VerificationFailed
 from datatrace_tasks.sync.catalog import SourceTable, resolve_tables
 from datatrace_tasks.sync.ddl import TargetTable, target_table
 from datatrace_tasks.sync.engines import Databases, is_mysql
@@ -48,7 +48,10 @@ def _both(ours: Callable[[], T], theirs: Callable[[], T]) -> tuple[T, T]:
 
 
 def show_key(table: SourceTable, text: str) -> str:
-    """A key text (`3:abc,42`) as the values it stands for: `('abc', 42)`."""
+    """A key text (`3:abc,42`) as the values it stands for: `('abc', 42)`; a row of a
+    table without a key as its text, cut short."""
+    if not table.key:
+        return repr(text if len(text) <= 60 else text[:57] + "...")
     values: list[str] = []
     rest = text.encode()
     for name in table.key:
@@ -79,10 +82,18 @@ def _differences(
     """What differs, found bucket by bucket; None if only allowed extra rows do."""
     ours, theirs = _both(lambda: src.buckets(BUCKETS), lambda: dst.buckets(BUCKETS))
     chosen = {b for b in set(ours) | set(theirs) if ours.get(b) != theirs.get(b)}
-    mine, yours = _both(lambda: src.rows(BUCKETS, chosen), lambda: dst.rows(BUCKETS, chosen))
-    missing = sorted(k for k in mine if k not in yours)
-    changed = sorted(k for k in mine if k in yours and mine[k] != yours[k])
-    extra = sorted(k for k in yours if k not in mine)
+    if table.key:
+        mine, yours = _both(lambda: src.rows(BUCKETS, chosen), lambda: dst.rows(BUCKETS, chosen))
+        missing = sorted(k for k in mine if k not in yours)
+        changed = sorted(k for k in mine if k in yours and mine[k] != yours[k])
+        extra = sorted(k for k in yours if k not in mine)
+    else:  # a multiset of whole rows: each copy of a row counts
+        ours_rows, theirs_rows = _both(
+            lambda: src.row_counts(BUCKETS, chosen), lambda: dst.row_counts(BUCKETS, chosen)
+        )
+        missing = sorted((ours_rows - theirs_rows).elements())
+        extra = sorted((theirs_rows - ours_rows).elements())
+        changed = []
     if not missing and not changed and (allow_extra_rows or not extra):
         return None
     parts = []
@@ -98,7 +109,7 @@ def _differences(
     source_rows, target_rows = sum(n for n, _ in ours.values()), sum(n for n, _ in theirs.values())
     if source_rows != target_rows:
         parts.insert(0, f"row counts differ, source {source_rows}, target {target_rows}")
-    columns = ", ".join(table.key)
+    columns = ", ".join(table.key) or "none: whole rows compared"
     message = f"table {table.name!r} (key {columns}): " + "; ".join(parts)
     return Differences(
         frozenset(chosen),
@@ -113,9 +124,9 @@ def wkb_only(source: Engine, target: Engine) -> bool:
     return not (is_mysql(source) and is_mysql(target))
 
 
-def table_checksum(rows: int, xor: int) -> str:
+def table_checksum(rows: int, total: int) -> str:
     """The recorded checksum of a table: its source rows and their fingerprints."""
-    return hashlib.sha256(f"md5-xor64:{rows}:{xor:016x}".encode()).hexdigest()
+    return hashlib.sha256(f"sha256-sum64:{rows}:{total:016x}".encode()).hexdigest()
 
 
 def verify_table(
@@ -142,11 +153,11 @@ def verify_table(
     # A big table is scanned as two key ranges at once on each server (2 cores here).
     parts = 2 if table.estimated_rows > PARALLEL_ROWS else 1
     size = table.estimated_rows
-    (rows, xor), (target_rows, target_xor) = _both(
+    (rows, total), (target_rows, target_total) = _both(
         lambda: src.total(parts=parts, rows=size), lambda: dst.total(parts=parts, rows=size)
     )
     rechecked = False
-    if (rows, xor) != (target_rows, target_xor):
+    if (rows, total) != (target_rows, target_total):
         rechecked = True
         problem = _differences(table, src, dst, allow_extra_rows=allow_extra_rows)
         if problem is not None:
@@ -159,7 +170,7 @@ def verify_table(
         "method": "server fingerprints",
         "rechecked": rechecked,
         "key": list(table.key),
-        "checksum": table_checksum(rows, xor),
+        "checksum": table_checksum(rows, total),
         "verified_at": dt.datetime.now(dt.UTC).isoformat(),
     }
 
@@ -184,8 +195,6 @@ def verify_job(job: Job, tables: Sequence[str] | None = None) -> dict[str, Verif
         results: dict[str, VerificationResult] = {}
         for table in chosen:
             try:
-                if not table.key:
-                    raise TableUnsupported(refusal_no_key(table))
                 with dbs.source.connect() as conn:
                     spec = target_table(conn, dbs.target, table, write_mode=job.write_mode)
                 if spec.ddl is not None:
@@ -202,12 +211,3 @@ def verify_job(job: Job, tables: Sequence[str] | None = None) -> dict[str, Verif
         return results
     finally:
         dbs.dispose()
-
-
-def refusal_no_key(table: SourceTable) -> str:
-    """Why a table without a usable key is refused."""
-    return (
-        f"table {table.name!r} has no primary key and no unique key over NOT NULL columns:"
-        " without one it cannot be read in a stable order, so a resume could lose or"
-        " double rows; add a primary key on the source to copy it"
-    )

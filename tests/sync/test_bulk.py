@@ -198,3 +198,26 @@ class TestJoinedPages:
         unit = sync.run(job, "wide")  # verifies every byte
         assert unit.extra["copy"]["fallback_batches"] == 0
         assert unit.extra["verification"]["target_rows"] == 5
+
+    @pytest.mark.parametrize(
+        "kind",
+        [
+            pytest.param("mysql", id="mariadb"),
+            pytest.param("postgres", marks=pytest.mark.postgres, id="postgres"),
+        ],
+    )
+    def test_blob_over_half_a_packet_arrives_whole(
+        self, kind: str, mysql_schema: Callable[[], URL], sync: SyncKit
+    ) -> None:
+        """A 9 MB BLOB is 18 MB of hex, more than a 16 MB packet: its line came back NULL
+        (with a warning nobody read) and the target got NULL. The page now goes typed."""
+        source = mysql_schema()
+        execute(
+            source,
+            "CREATE TABLE huge (id INT PRIMARY KEY, b LONGBLOB NOT NULL)",
+            "INSERT INTO huge VALUES (1, REPEAT(X'AB', 9000000)), (2, X'01')",
+        )
+        target = sync.target(kind)
+        unit = sync.run(sync.job(source, target, tables=["huge"]), "huge")  # verifies every byte
+        assert unit.extra["verification"]["target_rows"] == 2
+        assert fetch(target, "SELECT LENGTH(b) FROM huge ORDER BY id") == [(9000000,), (1,)]

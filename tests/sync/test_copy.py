@@ -95,11 +95,13 @@ class TestAwkwardTables:
         sync.run(sync.job(edge_source, target), "texts")
         assert rows(target, "texts", "id") == rows(edge_source, "texts", "id")
 
-    def test_table_without_key_is_refused(self, edge_source: URL, sync: SyncKit) -> None:
-        """A table with no primary or unique key fails clearly and writes nothing."""
+    def test_table_without_key_in_append_mode_is_refused(
+        self, edge_source: URL, sync: SyncKit
+    ) -> None:
+        """Append cannot be restarted safely without a key: refused clearly, nothing written."""
         target = sync.target("sqlite")
-        with pytest.raises(TableUnsupported, match="'nokey' has no primary key"):
-            sync.run(sync.job(edge_source, target), "nokey")
+        with pytest.raises(TableUnsupported, match="'nokey' has no primary key.*append"):
+            sync.run(sync.job(edge_source, target, write_mode="append"), "nokey")
         assert not sa.inspect(sa.create_engine(target)).has_table("nokey")
 
 

@@ -45,14 +45,20 @@ class TestPlan:
         Console(width=200, record=True).print(plan.render())
 
     def test_refusals_are_explained(self, edge_source: URL, sync: SyncKit) -> None:
-        """A keyless table and an incompatible existing table are refused with a reason."""
+        """An incompatible existing table, and a keyless table in append mode, are refused
+        with a reason; a keyless table otherwise is planned with how it is copied."""
         target = sync.target("sqlite")
         execute(target, "CREATE TABLE texts (id INTEGER PRIMARY KEY)")
         plan = plan_job(sync.job(edge_source, target, tables=["nokey", "texts", "empty"]))
         reasons = {u.table: u.refusal for u in plan.units}
-        assert "no primary key" in str(reasons["nokey"])
+        assert reasons["nokey"] is None
+        nokey = next(u for u in plan.units if u.table == "nokey")
+        assert any("staging table and swapped in" in w for w in nokey.warnings)
+        assert any("restarts it from zero" in w for w in nokey.warnings)
         assert "column 'body' is missing" in str(reasons["texts"])
         assert reasons["empty"] is None
+        appending = plan_job(sync.job(edge_source, target, tables=["nokey"], write_mode="append"))
+        assert "no primary key" in str(appending.units[0].refusal)
         assert tables(target) == ["texts"]
 
     def test_include_and_exclude_patterns(self, sakila: URL, sync: SyncKit) -> None:
