@@ -198,16 +198,14 @@ def mysql_pages(
                     raw.rollback()
                     return
             page_hi = tuple(found)
+            lines = None
             if as_lines():
                 where, params = between_sql(tsv.keys, last, page_hi)
                 count, lines = _lines(cursor, tsv, where, params)
-                raw.rollback()
+            raw.rollback()
+            if lines is not None:
                 page = Page(last, page_hi, count, lines=lines)
-                if lines is None:  # a line too long for a packet: this page goes typed
-                    rows = read_rows(source, table, last, page_hi, target_dialect)
-                    page = Page(last, page_hi, len(rows), rows=rows)
-            else:
-                raw.rollback()
+            else:  # rows wanted, or a line too long for a packet: this page goes typed
                 rows = read_rows(source, table, last, page_hi, target_dialect)
                 page = Page(last, page_hi, len(rows), rows=rows)
             yield page
