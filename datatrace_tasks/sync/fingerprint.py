@@ -5,8 +5,8 @@ would be damaged the same way in a check that reads through it, and the two woul
 agree. So nothing here is used by the copy. Each server turns every value into one
 token by the rule that is exact for that type on that server (`tokens.py`),
 joins a row's tokens, and hashes the row; a table sums up as `COUNT(*)`
-and the sum mod 2^64 of the first 64 bits of the row hashes (SHA-256), computed by
-the server.
+and the XOR (without a key: the sum mod 2^64) of the first 64 bits of the row
+hashes (SHA-256), computed by the server.
 
 """
 
@@ -84,10 +84,10 @@ class Fingerprint:
     A bucket is a hash of the key, not a key range, so the two servers agree on which
     rows it holds whatever collation each sorts text keys in (a table without a key is
     bucketed by whole rows). A row's hash is the first 64 bits of the SHA-256 of its
-    text (SHA-256 is faster than MD5 on both servers here, and a sum of a non-linear
-    hash cannot be cancelled by a repeated defect the way CRCs can); rows sum up mod
-    2^64, not by XOR, so two equal rows count twice: a table without a key is compared
-    as a multiset.
+    text (SHA-256 is faster than MD5 on both servers here, and XOR or sum of a
+    non-linear hash cannot be cancelled by a repeated defect the way CRCs can). Rows
+    with a key combine by XOR; rows without one sum up mod 2^64, so that two equal
+    rows count twice: such a table is compared as a multiset.
     """
 
     def __init__(self, side: Side) -> None:
@@ -96,6 +96,14 @@ class Fingerprint:
         self.row = side.row_text()
         self.keytext = side.key_text()
         self.keys = [side.quote(name) for name in side.key]
+        # With a key no two rows are equal, and XOR is the cheaper server aggregate (MySQL
+        # sums BIGINTs as DECIMAL); without one, equal rows must count: a sum mod 2^64.
+        self.multiset = not side.key
+        self.combine = "SUM" if self.multiset else "BIT_XOR"
+
+    def _add(self, total: int, part: int) -> int:
+        """Combine two aggregates the way the servers do."""
+        return total + part if self.multiset else total ^ (part & MASK64)
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raw: Any = self.side.engine.raw_connection()
@@ -153,7 +161,7 @@ class Fingerprint:
         where, params = between_sql(self.keys, lo, hi)
         hashed = self._hash64(self.row)
         ((count, total),) = self._query(
-            f"SELECT COUNT(*), SUM({hashed}) FROM {self.name}{where}",  # noqa: S608
+            f"SELECT COUNT(*), {self.combine}({hashed}) FROM {self.name}{where}",  # noqa: S608
             params,
         )
         return int(count), int(total or 0) & MASK64
@@ -163,20 +171,23 @@ class Fingerprint:
 
         With `parts` > 1 the server scans that many key ranges at once (`rows` is an
         estimate of the table's size, for the cuts). Each side cuts its own table in
-        its own key order: a sum does not care which rows were added together.
+        its own key order: XOR (or a sum) does not care which rows were combined.
         """
         if self.side.dialect == "sqlite":
             count = total = 0
             for _, text in self._pairs():
                 count += 1
-                total += int.from_bytes(_digest(text)[:8], "big")
+                total = self._add(total, int.from_bytes(_digest(text)[:8], "big"))
             return count, total & MASK64
         cut = parts > 1 and bool(self.keys)  # no key, no ranges: one scan
         bounds = [None, *self._cuts(parts, rows), None] if cut else [None, None]
         spans = list(zip(bounds, bounds[1:], strict=False))
         with ThreadPoolExecutor(max_workers=len(spans)) as pool:
             sums = list(pool.map(lambda span: self._range_total(*span), spans))
-        return sum(n for n, _ in sums), sum(part for _, part in sums) & MASK64
+        total = 0
+        for _, part in sums:
+            total = self._add(total, part)
+        return sum(n for n, _ in sums), total & MASK64
 
     def buckets(self, buckets: int) -> dict[int, Aggregate]:
         """(rows, sum) per bucket of keys."""
@@ -185,11 +196,12 @@ class Fingerprint:
             for key, text in self._pairs():
                 agg = out.setdefault(_bucket(key, buckets), [0, 0])
                 agg[0] += 1
-                agg[1] += int.from_bytes(_digest(text)[:8], "big")
+                agg[1] = self._add(agg[1], int.from_bytes(_digest(text)[:8], "big"))
             return {b: (n, x & MASK64) for b, (n, x) in out.items()}
         bucket, hashed = self._bucket_sql(buckets), self._hash64(self.row)
         found = self._query(
-            f"SELECT {bucket}, COUNT(*), SUM({hashed}) FROM {self.name} GROUP BY 1"  # noqa: S608
+            f"SELECT {bucket}, COUNT(*), {self.combine}({hashed})"  # noqa: S608
+            f" FROM {self.name} GROUP BY 1"
         )
         return {int(b): (int(n), int(x or 0) & MASK64) for b, n, x in found}
 

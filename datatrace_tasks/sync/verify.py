@@ -3,12 +3,13 @@ with the copy.
 
 Each server fingerprints its own table (`fingerprint.py`): it reads every value the
 way that is exact for its type there, hashes each row, and returns `COUNT(*)` and
-the sum of the row hashes. The copy reads through its own projection and writes
-through converters and bulk text; none of that is used here, so a defect on the copy
-path shows up as a difference instead of being repeated on both sides. Equal
-aggregates end the check after one scan per side (the two run at once). Unequal
-ones are narrowed to buckets of keys, and the rows of the differing buckets are
-compared by key, so a failure names the rows that differ.
+the XOR of the row hashes (a sum, for a table without a key). The copy reads
+through its own projection and writes through converters and bulk text; none of
+that is used here, so a defect on the copy path shows up as a difference instead
+of being repeated on both sides. Equal aggregates end the check after one scan per
+side (the two run at once). Unequal ones are narrowed to buckets of keys, and the
+rows of the differing buckets are compared by key, so a failure names the rows
+that differ.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def wkb_only(source: Engine, target: Engine) -> bool:
 
 def table_checksum(rows: int, total: int) -> str:
     """The recorded checksum of a table: its source rows and their fingerprints."""
-    return hashlib.sha256(f"sha256-sum64:{rows}:{total:016x}".encode()).hexdigest()
+    return hashlib.sha256(f"sha256-64:{rows}:{total:016x}".encode()).hexdigest()
 
 
 def verify_table(
