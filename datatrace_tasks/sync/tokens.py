@@ -35,6 +35,18 @@ LONG = 1024
 """A text or binary value longer than this many bytes is tokenised by its SHA-256, so a
 row's text stays far below a server's packet limit (MySQL makes a longer string
 function result NULL: a 9 MB BLOB's hex once read as NULL)."""
+
+
+def always_short(col: SourceColumn) -> bool:
+    """A column whose declared size can never pass `LONG` bytes (VARCHAR(40): 160 bytes
+    of UTF-8 at most), so no length check is needed: the same rule on every server, as
+    it reads the source column's declaration."""
+    if col.char_length is None:
+        return False
+    per_char = 1 if col.kind in ("binary", "geometry") else 4
+    return col.char_length * per_char <= LONG
+
+
 SQLITE_SHA256 = "datatrace_sha256"  # registered on each SQLite connection that needs it
 
 
@@ -133,8 +145,12 @@ def _mysql_token(x: str, col: SourceColumn, wkb_only: bool) -> str:
         return f"CAST(TIME_TO_SEC({x}) * 1000000 AS SIGNED)"
     if kind in ("binary", "geometry"):
         value = f"SUBSTRING({x}, 5)" if kind == "geometry" and wkb_only else x
+        if always_short(col):
+            return f"HEX({value})"
         return f"IF(LENGTH({value}) <= {LONG}, HEX({value}), CONCAT('#', SHA2({value}, 256)))"
     text = f"CONVERT({x} USING utf8mb4)"
+    if always_short(col):
+        return f"CONCAT(LENGTH({text}), ':', {text})"
     return (
         f"IF(LENGTH({text}) <= {LONG}, CONCAT(LENGTH({text}), ':', {text}),"
         f" CONCAT('#', SHA2({text}, 256)))"
@@ -156,11 +172,15 @@ def _pg_token(x: str, col: SourceColumn) -> str:
     if kind == "time":
         return f"(extract(epoch from {x}) * 1000000)::numeric(30, 0)::text"
     if kind in ("binary", "geometry"):
+        if always_short(col):
+            return f"upper(encode({x}, 'hex'))"
         return (
             f"case when octet_length({x}) <= {LONG} then upper(encode({x}, 'hex'))"
             f" else '#' || encode(sha256({x}), 'hex') end"
         )
     text = f"({x})::text"
+    if always_short(col):
+        return f"octet_length({text})::text || ':' || {text}"
     return (
         f"case when octet_length({text}) <= {LONG} then octet_length({text})::text || ':' || {text}"
         f" else '#' || encode(sha256(convert_to({text}, 'UTF8')), 'hex') end"
@@ -187,12 +207,16 @@ def _sqlite_token(x: str, col: SourceColumn) -> str:
     if kind == "time":
         return _sqlite_seconds(x)
     if kind in ("binary", "geometry"):
+        if always_short(col):
+            return f"CASE WHEN {x} IS NULL THEN NULL ELSE hex({x}) END"  # hex(NULL) is ''
         return (  # hex(NULL) is '', not NULL
             f"CASE WHEN {x} IS NULL THEN NULL WHEN length(CAST({x} AS BLOB)) <= {LONG}"
             f" THEN hex({x}) ELSE '#' || {SQLITE_SHA256}(CAST({x} AS BLOB)) END"
         )
     # Bytes, not length(): SQLite counts characters only up to the first NUL.
     size = f"length(CAST({x} AS BLOB))"
+    if always_short(col):
+        return f"{size} || ':' || {x}"
     return (
         f"CASE WHEN {size} <= {LONG} THEN {size} || ':' || {x}"
         f" ELSE '#' || {SQLITE_SHA256}(CAST({x} AS BLOB)) END"
