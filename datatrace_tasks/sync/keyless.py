@@ -29,7 +29,8 @@ from datatrace_tasks.sync.rawsql import plain_quote
 from datatrace_tasks.sync.reader import projection
 
 KEYLESS_NOTE = (
-    "no primary key and no unique key over NOT NULL columns: copied whole into a staging"
+    "no key that orders pages exactly (a primary key, or a unique key over NOT NULL"
+    " columns, with no BIT, FLOAT, SET or TIME column): copied whole into a staging"
     " table and swapped in at the end; a resume restarts it from zero; verified as a"
     " multiset of rows"
 )
@@ -38,8 +39,9 @@ KEYLESS_NOTE = (
 def refusal_keyless_append(table: SourceTable) -> str:
     """Why a table without a key cannot be appended."""
     return (
-        f"table {table.name!r} has no primary key and no unique key over NOT NULL columns,"
-        " and write_mode is append: a restarted copy could not tell the rows it already"
+        f"table {table.name!r} has no primary key and no unique key over NOT NULL columns"
+        " that orders pages exactly (none with BIT, FLOAT, SET or TIME columns), and"
+        " write_mode is append: a restarted copy could not tell the rows it already"
         " appended; use write_mode upsert or truncate (the table is then replaced whole)"
     )
 
