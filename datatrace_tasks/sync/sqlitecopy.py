@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from datatrace_tasks.sync.bulk import Key, Page
 from datatrace_tasks.sync.catalog import SourceTable
 from datatrace_tasks.sync.ddl import TargetTable
-from datatrace_tasks.sync.rawsql import between_sql
+from datatrace_tasks.sync.rawsql import between_sql, plain_quote
 
 SCHEMA = "datatrace_src"
 _KINDS = frozenset({"integer", "float", "decimal", "string", "binary", "date", "datetime"})
@@ -37,17 +37,13 @@ def attachable(source: Engine, target: Engine, table: SourceTable) -> bool:
     return set(kinds.values()) <= _KINDS and all(kinds[k] in _KEY_KINDS for k in table.key)
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def key_pages(
     source: Engine, table: SourceTable, *, start: Key | None, hi: Key | None, batch_size: int
 ) -> Iterator[Page]:
     """Pages of keys only (`after < key <= last_key`, `count` rows) in key order."""
-    keys = [_quote(k) for k in table.key]
+    keys = [plain_quote(source, k) for k in table.key]
     listed, desc = ", ".join(keys), ", ".join(f"{k} DESC" for k in keys)
-    name = _quote(table.name)
+    name = plain_quote(source, table.name)
     raw: Any = source.raw_connection()
     try:
         cursor = raw.cursor()
@@ -87,10 +83,10 @@ class AttachWriter:
     def __init__(self, source: Engine, target: Engine, spec: TargetTable, write_mode: str) -> None:
         self.source_path = str(source.url.database)
         self.target = target
-        names = [_quote(c.name) for c in spec.table.columns]
-        self.keys = [_quote(k) for k in spec.key]
+        names = [plain_quote(target, c.name) for c in spec.table.columns]
+        self.keys = [plain_quote(target, k) for k in spec.key]
         cols = ", ".join(names)
-        table = self.table = _quote(spec.table.name)
+        table = self.table = plain_quote(target, spec.table.name)
         self.insert = f"INSERT INTO main.{table} ({cols}) SELECT {cols} FROM {SCHEMA}.{table}"  # noqa: S608
         others = [n for n in names if n not in self.keys]
         conflict = f" ON CONFLICT ({', '.join(self.keys)})"

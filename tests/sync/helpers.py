@@ -12,8 +12,10 @@ from sqlalchemy.engine import URL
 
 from datatrace_tasks.state.units import TaskUnit
 from datatrace_tasks.sync.copy import copy_table
+from datatrace_tasks.sync.ddl import target_table
 from datatrace_tasks.sync.engines import Databases
 from datatrace_tasks.sync.job import Job, job_from_dict
+from datatrace_tasks.sync.verify import VerificationResult, verify_table
 from datatrace_tasks.testing import MemoryReporter
 
 # Every target kind, for `@pytest.mark.parametrize("kind", TARGETS)`; the source is MariaDB.
@@ -44,6 +46,21 @@ def run_unit(job: Job, table: str, reporter: MemoryReporter | None = None) -> An
     finally:
         dbs.dispose()
     return unit
+
+
+def verify_one(dbs: Databases, name: str) -> VerificationResult:
+    """Verify one copied table between the job's databases (raises VerificationFailed)."""
+    table = dbs.table(name)
+    with dbs.source.connect() as conn:
+        spec = target_table(conn, dbs.target, table)
+    return verify_table(dbs.source, dbs.target, table, spec)
+
+
+# The two targets with a bulk path of their own (LOAD DATA, COPY); the source is MariaDB.
+BULK_TARGETS = [
+    pytest.param("mysql", id="mariadb"),
+    pytest.param("postgres", marks=pytest.mark.postgres, id="postgres"),
+]
 
 
 @dataclass(frozen=True)

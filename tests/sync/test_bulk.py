@@ -11,10 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from datatrace_tasks.exceptions import VerificationFailed
-from datatrace_tasks.sync.ddl import target_table
 from datatrace_tasks.sync.engines import Databases
-from datatrace_tasks.sync.verify import verify_job, verify_table
-from tests.sync.helpers import SyncKit, execute, fetch
+from datatrace_tasks.sync.verify import verify_job
+from tests.sync.helpers import BULK_TARGETS, SyncKit, execute, fetch, verify_one
 
 # Every byte LOAD DATA and COPY give a meaning to, in text and in binary columns.
 NASTY_TEXT = [
@@ -135,10 +134,7 @@ class TestLoadData:
 def _verify_again(job: Any) -> None:
     dbs = Databases(job.source_url, job.target_url)
     try:
-        table = dbs.table("nasty")
-        with dbs.source.connect() as conn:
-            spec = target_table(conn, dbs.target, table)
-        verify_table(dbs.source, dbs.target, table, spec)
+        verify_one(dbs, "nasty")
     finally:
         dbs.dispose()
 
@@ -176,13 +172,7 @@ class TestCopy:
 class TestJoinedPages:
     """The source server joins a page's lines into one value, unless they do not fit."""
 
-    @pytest.mark.parametrize(
-        "kind",
-        [
-            pytest.param("mysql", id="mariadb"),
-            pytest.param("postgres", marks=pytest.mark.postgres, id="postgres"),
-        ],
-    )
+    @pytest.mark.parametrize("kind", BULK_TARGETS)
     def test_page_larger_than_a_packet_goes_line_by_line(
         self, kind: str, mysql_schema: Callable[[], URL], sync: SyncKit
     ) -> None:
@@ -199,13 +189,7 @@ class TestJoinedPages:
         assert unit.extra["copy"]["fallback_batches"] == 0
         assert unit.extra["verification"]["target_rows"] == 5
 
-    @pytest.mark.parametrize(
-        "kind",
-        [
-            pytest.param("mysql", id="mariadb"),
-            pytest.param("postgres", marks=pytest.mark.postgres, id="postgres"),
-        ],
-    )
+    @pytest.mark.parametrize("kind", BULK_TARGETS)
     def test_blob_over_half_a_packet_arrives_whole(
         self, kind: str, mysql_schema: Callable[[], URL], sync: SyncKit
     ) -> None:

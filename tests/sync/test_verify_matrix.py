@@ -20,11 +20,9 @@ from sqlalchemy.engine import URL
 from datatrace_tasks.exceptions import VerificationFailed
 from datatrace_tasks.sync import rangecopy
 from datatrace_tasks.sync.bulk import BulkState
-from datatrace_tasks.sync.ddl import target_table
 from datatrace_tasks.sync.engines import Databases
-from datatrace_tasks.sync.verify import verify_table
 from tests.sync.conftest import new_name
-from tests.sync.helpers import TARGETS, SyncKit
+from tests.sync.helpers import TARGETS, SyncKit, verify_one
 from tests.sync.typecases import (
     MATRIX_BEGIN,
     MATRIX_END,
@@ -69,13 +67,6 @@ def type_source(mysql_server: URL) -> Iterator[URL]:
 def _read_expression(case: Case, kind: str) -> str:
     # A MySQL FLOAT's text has 6 digits; read the value itself to nudge it by one ulp.
     return "v + 0e0" if kind == "mysql" and case.slug == "float" else "v"
-
-
-def _verify(dbs: Databases, name: str) -> None:
-    table = dbs.table(name)
-    with dbs.source.connect() as conn:
-        spec = target_table(conn, dbs.target, table)
-    verify_table(dbs.source, dbs.target, table, spec)
 
 
 class _Refused(BulkState):
@@ -131,14 +122,14 @@ def test_one_changed_value_fails_verification(
             with engine.begin() as conn:
                 conn.execute(update, {"v": nudge(case, value, target=kind), "id": key})
             with pytest.raises(VerificationFailed) as caught:
-                _verify(dbs, case.table)
+                verify_one(dbs, case.table)
             message = str(caught.value)
             assert f"table {case.table!r}" in message and f"differ: key {key}" in message, (
                 f"{case.slug} row {key} ({value!r}): {message}"
             )
             with engine.begin() as conn:
                 conn.execute(update, {"v": value, "id": key})
-        _verify(dbs, case.table)
+        verify_one(dbs, case.table)
     finally:
         dbs.dispose()
         engine.dispose()
