@@ -96,9 +96,7 @@ class TestKeyless:
         names = sa.inspect(sa.create_engine(target)).get_table_names()
         assert names == ["logs"], "no staging table is left behind"
 
-    def test_a_changed_row_on_the_target_is_named(
-        self, mysql_schema: Any, sync: SyncKit
-    ) -> None:
+    def test_a_changed_row_on_the_target_is_named(self, mysql_schema: Any, sync: SyncKit) -> None:
         """A target changed after the copy fails verification with the row named."""
         source = _logs(mysql_schema)
         target = sync.target("mysql")
