@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from api import errors
 from api.auth import TokenAuthMiddleware
 from api.deps import AppState
-from api.routes import events, page, tasks
+from api.routes import events, jobs, page, tasks
 from api.routes.page import STATIC
 from datatrace_tasks.live.broadcast import EventBroadcaster
 from datatrace_tasks.orchestration.background import BackgroundRuns
@@ -77,6 +77,7 @@ def create_app(
     app.state.datatrace = AppState(store, broadcaster, runs, settings)
     errors.install(app)
     app.include_router(tasks.router)
+    app.include_router(jobs.router)
     app.include_router(events.router)
     app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -25,6 +25,24 @@ class RollupOut(BaseModel):
     eta_seconds: float | None = Field(description="Seconds left at that speed; null: unknown.")
 
 
+class JobRunOut(BaseModel):
+    """One run of a job: its sync task and the sum of what its units did."""
+
+    task_id: str
+    name: str
+    status: str = Field(description="pending, running, completed, failed or paused.")
+    mode: str = Field(description="full or differential.")
+    created_at: datetime
+    units: int
+    completed: int = Field(description="Units that completed.")
+    verified: int = Field(description="Units whose target verified equal to the source.")
+    rows_read: int = Field(description="Rows read from the source in this run.")
+    rows_written: int = Field(description="Rows written (upserted) on the target.")
+    rows_deleted: int = Field(description="Rows deleted on the target (differential mode).")
+    seconds: float | None = Field(description="First unit start to last unit end.")
+    message: str
+
+
 class TaskOut(BaseModel):
     """A sync task as listed."""
 

@@ -60,6 +60,7 @@ class MemoryReporter(ReporterBase):
         self._processed = int(checkpoint["rows"]) if checkpoint and "rows" in checkpoint else 0
         self.total: int | None = None
         self.verification: dict[str, Any] | None = None
+        self.figures: dict[str, Any] | None = None
         self.reports: list[tuple[int, dict[str, Any] | None]] = []
         self.stop_after = stop_after
         self.lose_last_checkpoint = lose_last_checkpoint
@@ -86,6 +87,10 @@ class MemoryReporter(ReporterBase):
     def set_verification(self, result: Mapping[str, Any]) -> None:
         """Keep the verification result."""
         self.verification = dict(result)
+
+    def set_figures(self, figures: Mapping[str, Any]) -> None:
+        """Keep what the run did."""
+        self.figures = dict(figures)
 
     def should_stop(self) -> bool:
         """True once the stop point was reached."""

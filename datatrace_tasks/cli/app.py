@@ -242,6 +242,27 @@ def tasks() -> None:
 
 
 @app.command()
+def history(
+    job: Annotated[str, typer.Argument(help="A job's name, or its YAML job file.")],
+    limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
+) -> None:
+    """List a job's runs: mode, outcome, rows read, written and deleted, seconds."""
+    from datatrace_tasks.cli.console import history_lines
+
+    name = job
+    if job.endswith((".yaml", ".yml")) and Path(job).is_file():
+        from datatrace_tasks.sync import load_job
+
+        name = load_job(job).name
+    runs = _store().job_runs(name, limit=limit)
+    if not runs:
+        err.print(f"[red]error:[/] no run of a job named {escape(repr(name))} is in the store")
+        raise typer.Exit(1)
+    for line in history_lines(name, runs):
+        console.print(line, highlight=False)
+
+
+@app.command()
 def verify(task_id: TaskArg) -> None:
     """Re-check a task's target tables against the source (counts and checksums)."""
     from datatrace_tasks.orchestration.lifecycle import job_for_task

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -22,7 +22,7 @@ from rich.table import Table
 
 from datatrace_tasks.live.progress import ProgressMonitor, UnitUpdate
 from datatrace_tasks.state.records import elapsed_seconds
-from datatrace_tasks.state.store import Store
+from datatrace_tasks.state.store import JobRun, Store
 from datatrace_tasks.state.units import UnitStatus
 
 _STYLE = {
@@ -126,3 +126,21 @@ def units_table(store: Store, task_id: str) -> Table:
     if task.message:
         table.caption = f"{total_rows:,} rows; {escape(task.message)}"
     return table
+
+
+def history_lines(name: str, runs: Sequence[JobRun]) -> list[str]:
+    """A job's runs, newest first, three short lines each: whole at 80 columns and in a
+    CI log (a table of nine columns and a 36-character task id is not)."""
+    lines = [f"runs of {escape(name)}, newest first"]
+    for run in runs:
+        style = next((v for k, v in _STYLE.items() if k.value == run.status), "")
+        status = f"[{style}]{run.status}[/]" if style else escape(run.status)
+        seconds = "" if run.seconds is None else f" in {run.seconds:.1f} s"
+        lines += [
+            f"{run.created_at:%Y-%m-%d %H:%M:%S}  {run.mode}  {status}"
+            f"  units {run.completed}/{run.units} completed, {run.verified} verified",
+            f"  task {run.task_id}",
+            f"  rows read {run.rows_read:,}, written {run.rows_written:,},"
+            f" deleted {run.rows_deleted:,}{seconds}",
+        ]
+    return lines

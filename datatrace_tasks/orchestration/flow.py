@@ -23,10 +23,10 @@ from datatrace_tasks.orchestration.retry import retryable
 from datatrace_tasks.orchestration.scaleout import ManagerHandle, manager_handle, task_runner_for
 from datatrace_tasks.orchestration.stopping import cancel_watch
 from datatrace_tasks.state.cache import UnitCache
-from datatrace_tasks.state.leases import holder_name
+from datatrace_tasks.state.leases import LeaseChange, holder_name
 from datatrace_tasks.state.outcome import RunOutcome, outcome
 from datatrace_tasks.state.reporter import UnitReporter
-from datatrace_tasks.state.units import TaskStatus, UnitStatus
+from datatrace_tasks.state.units import TaskStatus, TaskUnit, UnitStatus
 
 if TYPE_CHECKING:
     from datatrace_tasks.state.reporter import ProcessFn
@@ -64,9 +64,10 @@ def run_units(
         if not todo:
             return 0
         names = {u.id: u.name for u in todo}
+        nonce = uuid.uuid4().hex[:6]
         unit_task = _unit_task(
-            _unit_body(handle, task_id, process_fn, limit_names, uuid.uuid4().hex[:6]),
-            unit_hooks(handle.get, task_id, strategy),
+            _unit_body(handle, task_id, process_fn, limit_names, nonce),
+            unit_hooks(handle.get, task_id, strategy, lease_nonce=nonce),
             retries=retries,
             retry_delay_seconds=retry_delay_seconds,
         )
@@ -135,6 +136,7 @@ def _unit_body(
 
         if manager.pause_requested(task_id):
             raise not_started()
+        start = _Start(manager, task_id, unit_id, slots=bool(limit_names))
         with (
             # A live runner's unit lease is waited out (a dead one on this host is
             # taken over at once) rather than leaving the unit unfinished.
@@ -148,6 +150,8 @@ def _unit_body(
                 # Named after this process (a Dask worker's own pid), the run's nonce
                 # shared by every attempt of the unit here.
                 owner=holder_name(run_nonce),
+                claim=start.claim,
+                handed_on=True,  # the completion hook gives it back with `completed`
             ),
             database_slots(
                 limit_names,
@@ -155,16 +159,49 @@ def _unit_body(
                 on_stop=not_started,
             ),
         ):
-            # Running from here: before, the unit only waited for its lease or a slot.
-            # Prefect counts the attempts (run_count grows on every retry).
-            current = manager.write_unit_status(
-                task_id, unit_id, UnitStatus.RUNNING, error_message="", attempts=_attempt()
-            )
+            current = start.running()
             reporter = UnitReporter(manager, task_id, current)
             process_fn(current, reporter)
             return reporter.processed
 
     return run_unit
+
+
+class _Start:
+    """A unit's start: its lease, then `running` once it holds the lease and its slots.
+
+    Without database slots to wait for, the lease and `running` are one store write.
+    Until then the unit only waits, and shows so (pending).
+    """
+
+    def __init__(self, manager: UnitCache, task_id: str, unit_id: str, *, slots: bool) -> None:
+        self._manager, self._task_id, self._unit_id = manager, task_id, unit_id
+        self._slots = slots
+        self._unit: TaskUnit | None = None
+
+    def claim(self, owner: str) -> bool:
+        """Take the unit's lease for `owner` (and mark it running when no slot is due)."""
+        if self._slots:
+            return self._manager.store.claim_unit(
+                self._task_id, self._unit_id, owner, lease_seconds=self._manager.lease_seconds
+            )
+        self._unit = self._mark(LeaseChange(owner, self._manager.lease_seconds))
+        return True
+
+    def running(self) -> TaskUnit:
+        """The unit, marked running (once it holds its lease and its slots)."""
+        return self._unit if self._unit is not None else self._mark(None)
+
+    def _mark(self, lease: LeaseChange | None) -> TaskUnit:
+        # Prefect counts the attempts (run_count grows on every retry).
+        return self._manager.write_unit_status(
+            self._task_id,
+            self._unit_id,
+            UnitStatus.RUNNING,
+            error_message="",
+            attempts=_attempt(),
+            lease=lease,
+        )
 
 
 def _attempt() -> int:

@@ -12,6 +12,7 @@ from typing import Any
 
 from datatrace_tasks.exceptions import UnitAlreadyRunning, UnitPaused
 from datatrace_tasks.state.cache import UnitCache
+from datatrace_tasks.state.leases import LeaseChange, holder_name
 from datatrace_tasks.state.units import UnitStatus
 
 log = logging.getLogger("datatrace.hooks")
@@ -61,7 +62,11 @@ def record_pause(manager: UnitCache, task_id: str, unit_id: str, exc: UnitPaused
 
 
 def unit_hooks(
-    manager: UnitCache | Callable[[], UnitCache], task_id: str, error_strategy: str
+    manager: UnitCache | Callable[[], UnitCache],
+    task_id: str,
+    error_strategy: str,
+    *,
+    lease_nonce: str | None = None,
 ) -> dict[str, list[Hook]]:
     """The `on_completion` and `on_failure` hooks for one task's units.
 
@@ -70,11 +75,16 @@ def unit_hooks(
 
     `manager` may be a callable returning the manager: the hooks then run wherever the
     unit runs (a Dask worker) against that process's manager, and pickle small.
+
+    `lease_nonce` is the run's lease nonce: a unit that ends well left its lease held
+    (`unit_lease(handed_on=True)`), and `completed` gives it back in the same write.
     """
     get: Callable[[], UnitCache] = manager if callable(manager) else (lambda: manager)
 
     def on_completion(_task: Any, _task_run: Any, _state: Any) -> None:
-        get().update_unit_status_with_sync(task_id, _unit_id(), UnitStatus.COMPLETED)
+        # Hooks run in the process that ran the unit: the holder's name is the body's.
+        lease = LeaseChange(holder_name(lease_nonce)) if lease_nonce else None
+        get().update_unit_status_with_sync(task_id, _unit_id(), UnitStatus.COMPLETED, lease=lease)
 
     def on_failure(_task: Any, _task_run: Any, state: Any) -> None:
         manager = get()

@@ -19,14 +19,13 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from datatrace_tasks.exceptions import (
-    DuplicateUnitName,
-    UnitNotFound,
-)
+from datatrace_tasks.exceptions import DuplicateUnitName, UnitAlreadyRunning, UnitNotFound
 from datatrace_tasks.heartbeat import Heartbeat
 from datatrace_tasks.settings import DataTraceSettings
 from datatrace_tasks.state.engine import retry_unreachable
+from datatrace_tasks.state.leases import LeaseChange
 from datatrace_tasks.state.listeners import Silent, UnitListener
+from datatrace_tasks.state.pause import PauseFlags
 from datatrace_tasks.state.store import Store
 from datatrace_tasks.state.units import EventKind, TaskUnit, UnitStatus
 from datatrace_tasks.urls import error_text
@@ -73,8 +72,7 @@ class UnitCache:
         self._write_locks: dict[_Key, threading.Lock] = {}
         self._last_write: dict[_Key, float] = {}
         self._dirty: set[_Key] = set()
-        self._paused: set[str] = set()
-        self._pause_checked: dict[str, float] = {}
+        self.pauses = PauseFlags(self.store, self.progress_interval, self._ask_store)
         self._flusher: Heartbeat | None = None
 
     def _default_monitor(self) -> UnitListener:
@@ -134,7 +132,7 @@ class UnitCache:
         """Forget a task's units in memory (the store keeps them)."""
         with self._lock:
             self._units.pop(task_id, None)
-            self._paused.discard(task_id)
+            self.pauses.forget(task_id)
             for key in [k for k in self._dirty if k[0] == task_id]:
                 self._dirty.discard(key)
         self.monitor.forget(task_id)
@@ -157,20 +155,29 @@ class UnitCache:
         *,
         error_message: str | None = None,
         attempts: int | None = None,
+        lease: LeaseChange | None = None,
     ) -> TaskUnit:
         """Set a unit's status in memory, the store (with its latest progress) and the monitor.
 
         Status changes are never throttled: each one is written and logged as an event.
+        A `lease` is taken or given back in the same write; a lease another runner
+        holds raises UnitAlreadyRunning and leaves the unit as it was.
         """
         with self._lock:
             unit = self._cached(task_id, unit_id)
+            before = replace(unit)
             unit.status = UnitStatus(status)
             if error_message is not None:
                 unit.error_message = error_message
             if attempts is not None:
                 unit.attempts = attempts
             _settle(unit)
-        self._write(task_id, unit_id, event=EventKind.STATUS, status=True)
+        try:
+            self._write(task_id, unit_id, event=EventKind.STATUS, status=True, lease=lease)
+        except UnitAlreadyRunning:
+            with self._lock:
+                self._units[task_id][unit_id] = before
+            raise
         snapshot = self._snapshot(task_id, unit_id)
         self._publish(task_id, snapshot)
         return snapshot
@@ -258,31 +265,15 @@ class UnitCache:
 
     def request_pause(self, task_id: str) -> None:
         """Ask every running unit of the task to stop at its next batch boundary."""
-        with self._lock:
-            self._paused.add(task_id)
-        self.store.set_pause_requested(task_id, True)
+        self.pauses.request(task_id)
 
     def clear_pause(self, task_id: str) -> None:
         """Lower the pause flag (a new run of the task starts)."""
-        with self._lock:
-            self._paused.discard(task_id)
-            self._pause_checked.pop(task_id, None)
-        self.store.set_pause_requested(task_id, False)
+        self.pauses.clear(task_id)
 
     def pause_requested(self, task_id: str) -> bool:
         """Whether the task should pause: asked here, or (checked once per interval) elsewhere."""
-        with self._lock:
-            if task_id in self._paused:
-                return True
-            last = self._pause_checked.get(task_id, 0.0)
-            if time.monotonic() - last < max(self.progress_interval, 0.2):
-                return False
-            self._pause_checked[task_id] = time.monotonic()
-        if self._retrying(lambda: self.store.pause_requested(task_id), what="the pause flag"):
-            with self._lock:
-                self._paused.add(task_id)
-            return True
-        return False
+        return self.pauses.requested(task_id)
 
     @contextmanager
     def listening(self, listener: UnitListener | None) -> Iterator[None]:
@@ -313,7 +304,13 @@ class UnitCache:
             return replace(self._cached(task_id, unit_id))
 
     def _write(
-        self, task_id: str, unit_id: str, *, event: EventKind | None, status: bool = False
+        self,
+        task_id: str,
+        unit_id: str,
+        *,
+        event: EventKind | None,
+        status: bool = False,
+        lease: LeaseChange | None = None,
     ) -> None:
         """Write the unit's current memory state; one writer per unit keeps writes in order."""
         key = (task_id, unit_id)
@@ -336,9 +333,13 @@ class UnitCache:
                     error_message=unit.error_message if status else None,
                     attempts=unit.attempts if status else None,
                     event=event,
+                    lease=lease,
                 ),
                 what=f"unit {unit_id!r}",
             )
+
+    def _ask_store(self, ask: Callable[[], bool]) -> bool:
+        return self._retrying(ask, what="the pause flag")
 
     def _retrying(self, write: Callable[[], T], *, what: str) -> T:
         return retry_unreachable(write, seconds=self.store_retry_seconds, what=what)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +74,37 @@ def claimable(owner: Any, lapses: Any, claimant: str, now: datetime) -> ColumnEl
     names it.
     """
     return or_(owner.is_(None), owner == claimant, lapses.is_(None), lapses < now)
+
+
+@dataclass(frozen=True)
+class LeaseChange:
+    """A unit lease taken or given back in the transaction of a status write.
+
+    A unit's start (lease and `running`) and its end (`completed` and the lease given
+    back) are then one write each instead of two: the store is written twice per unit,
+    not four times, which is most of what a small unit costs beyond Prefect itself.
+
+    Args:
+        owner: the holder's name (`holder_name`).
+        seconds: how long the taken lease lasts; 0 gives the owner's lease back.
+    """
+
+    owner: str
+    seconds: float = 0.0
+
+    def apply(self, row: Any, now: datetime) -> bool:
+        """Change the lease columns of a row locked for update; False if another holds it.
+
+        The same rule as `claimable`, plus the take-over of a holder gone from this host.
+        """
+        if self.seconds <= 0:
+            if row.lease_owner == self.owner:
+                row.lease_owner = row.lease_expires_at = None
+            return True
+        lapsed = row.lease_expires_at is None or row.lease_expires_at < now
+        held = row.lease_owner not in (None, self.owner) and not lapsed
+        if held and not holder_is_gone(row.lease_owner):
+            return False
+        row.lease_owner = self.owner
+        row.lease_expires_at = now + timedelta(seconds=self.seconds)
+        return True

@@ -84,6 +84,8 @@ class TaskUnitRuntimeRow(Base):
     # The unit lease (migration 0002): which runner copies the unit now, and until when.
     lease_owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    # What the unit's last run did (migration 0003): rows read, written, deleted, seconds.
+    figures: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class TaskUnitEventRow(Base):

@@ -47,6 +47,10 @@ class ProgressReporter(Protocol):
         """Record how the unit's output was verified (counts, checksums), kept in the store."""
         ...
 
+    def set_figures(self, figures: Mapping[str, Any]) -> None:
+        """Record what this run of the unit did (rows read, written, deleted, seconds)."""
+        ...
+
     def should_stop(self) -> bool:
         """True once a pause was requested for this unit's task."""
         ...
@@ -106,6 +110,10 @@ class UnitReporter(ReporterBase):
     def set_verification(self, result: Mapping[str, Any]) -> None:
         """Keep the unit's verification result in the store."""
         self._manager.record_verification(self._task_id, self._unit_id, result)
+
+    def set_figures(self, figures: Mapping[str, Any]) -> None:
+        """Keep what this run did in the store (a job's history reads it)."""
+        self._manager.store.write_unit(self._task_id, self._unit_id, figures=figures)
 
     def should_stop(self) -> bool:
         """True once a pause was requested."""

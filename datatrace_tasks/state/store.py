@@ -12,15 +12,16 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from datatrace_tasks.state.engine import make_engine, unreachable
+from datatrace_tasks.state.history import JobHistory, JobRun
 from datatrace_tasks.state.models import TaskUnitEventRow
 from datatrace_tasks.state.records import SyncTask, UnitEvent, event_record
 from datatrace_tasks.state.task_rows import TaskRows
 from datatrace_tasks.state.unit_rows import UnitRows
 
-__all__ = ["Store", "SyncTask", "UnitEvent", "make_engine", "unreachable"]
+__all__ = ["JobRun", "Store", "SyncTask", "UnitEvent", "make_engine", "unreachable"]
 
 
-class Store(TaskRows, UnitRows):
+class Store(TaskRows, UnitRows, JobHistory):
     """Reads and writes sync tasks, units and events; migrates its schema on first use.
 
     Args:

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, select, update
 
-from datatrace_tasks.exceptions import TaskNotFound, UnitNotFound
+from datatrace_tasks.exceptions import TaskNotFound, UnitAlreadyRunning, UnitNotFound
 from datatrace_tasks.state.engine import StoreConnection
-from datatrace_tasks.state.leases import claimable, holder_is_gone
+from datatrace_tasks.state.leases import LeaseChange, claimable, holder_is_gone
 from datatrace_tasks.state.models import (
     SyncTaskRow,
     TaskUnitEventRow,
@@ -68,16 +68,22 @@ class UnitRows(StoreConnection):
         checkpoint: Mapping[str, Any] | None = None,
         reset_checkpoint: bool = False,
         verification: Mapping[str, Any] | None = None,
+        figures: Mapping[str, Any] | None = None,
         attempts: int | None = None,
         event: EventKind | None = None,
+        lease: LeaseChange | None = None,
     ) -> int | None:
         """Update one unit's row and, when `event` names a kind, append an event.
+
+        A `lease` is taken (or given back) in the same transaction; when another holder
+        has it, nothing is written.
 
         Returns:
             The new event's id, or None when no event was written.
 
         Raises:
             UnitNotFound: the task has no such unit.
+            UnitAlreadyRunning: the lease to take is another live holder's.
         """
         with self.session() as s:
             row = s.scalar(
@@ -85,6 +91,11 @@ class UnitRows(StoreConnection):
             )
             if row is None:
                 raise UnitNotFound(task_id, unit_id)
+            if lease is not None and not lease.apply(row, utcnow()):
+                raise UnitAlreadyRunning(
+                    f"unit {unit_id!r} of sync task {task_id!r} is already running in"
+                    f" {row.lease_owner}"
+                )
             if status is not None:
                 _set_status(row, status)
             _set_fields(
@@ -97,6 +108,8 @@ class UnitRows(StoreConnection):
                 verification=verification,
                 attempts=attempts,
             )
+            if figures is not None:
+                row.figures = dict(figures)
             if event is None:
                 return None
             ev = _unit_event(row, event)

@@ -22,6 +22,7 @@ from datatrace_tasks.state.reporter import ProgressReporter
 from datatrace_tasks.state.units import TaskUnit
 from datatrace_tasks.sync.catalog import SourceTable
 from datatrace_tasks.sync.ddl import TargetTable, target_table
+from datatrace_tasks.sync.differential import has_rows, resync_table
 from datatrace_tasks.sync.engines import Databases
 from datatrace_tasks.sync.job import Job
 from datatrace_tasks.sync.keyless import copy_keyless
@@ -79,8 +80,11 @@ def _verify_copy(
     unit: TaskUnit,
     reporter: ProgressReporter,
     stats: dict[str, Any],
+    verify: bool = True,
 ) -> None:
     """Compare the copied table with the source and hand the result to the reporter."""
+    if not verify:
+        return
     started = time.perf_counter()
     result = verify_table(
         dbs.source,
@@ -109,6 +113,7 @@ def copy_table(
     `reporter.set_verification` (also kept in `unit.extra["verification"]`; see
     `verify_table`). A resumed unit whose verification fails re-copies the rows it
     names (`repair.py`, counted in `repaired_rows`) and verifies once more.
+    `mode: differential` writes only what differs (`differential.py`).
 
     Raises:
         TableNotFound: `unit.id` is not a source table.
@@ -120,13 +125,14 @@ def copy_table(
     table = dbs.table(unit.id)
     if not table.key:  # staged whole and swapped in (keyless.py); restarts from zero
         spec = copy_keyless(dbs, job, table, unit, reporter)
-        if verify:
-            _verify_copy(dbs, job, table, spec, unit, reporter, unit.extra["copy"])
-        return
+        return _verify_copy(dbs, job, table, spec, unit, reporter, unit.extra["copy"], verify)
     with dbs.source.connect() as conn:
         spec = target_table(conn, dbs.target, table, write_mode=job.write_mode)
-    sink = SqlSink(dbs.target, spec, job.write_mode)
     checkpoint: Mapping[str, Any] | None = reporter.checkpoint
+    if job.mode == "differential" and checkpoint is None and has_rows(dbs, spec):
+        unit.extra["copy"] = resync_table(dbs, table, spec, reporter)
+        return _verify_copy(dbs, job, table, spec, unit, reporter, unit.extra["copy"], verify)
+    sink = SqlSink(dbs.target, spec, job.write_mode)
     sink.prepare(fresh=checkpoint is None)
     total = estimate_rows(dbs, table)
     reporter.set_total(total)
@@ -153,6 +159,22 @@ def copy_table(
         _verify_copy(dbs, job, table, spec, unit, reporter, stats)
 
 
+def _figures(unit: TaskUnit, job: Job) -> dict[str, Any]:
+    """What a unit's run did, as its job's history shows it."""
+    stats = unit.extra.get("copy", {})
+    verification = unit.extra.get("verification") or {}
+    differential = stats.get("path") == "differential"
+    read = int(stats.get("rows_read", 0))
+    return {
+        "mode": "differential" if differential else "full",
+        "rows_read": read,
+        "rows_written": int(stats.get("rows_written", read)),
+        "rows_deleted": int(stats.get("rows_deleted", 0)),
+        "verified": bool(verification.get("ok")),
+        "write_mode": job.write_mode,
+    }
+
+
 class JobCopy:
     """The copy engine's process function for one job: call it with a unit and a reporter.
 
@@ -172,6 +194,7 @@ class JobCopy:
                 self._dbs = Databases(self.job.source_url, self.job.target_url)
             dbs = self._dbs
         copy_table(dbs, self.job, unit, reporter, verify=self.verify)
+        reporter.set_figures(_figures(unit, self.job))
 
     def close(self) -> None:
         """Close the job's pooled connections (a later call opens new ones)."""

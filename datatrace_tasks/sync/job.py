@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -18,6 +26,7 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 WriteMode = Literal["upsert", "append", "truncate"]
 ErrorStrategy = Literal["skip", "pause"]
+SyncMode = Literal["full", "differential"]
 
 
 def mask_url(url: URL) -> str:
@@ -55,6 +64,12 @@ class Job(BaseModel):
     error_strategy: ErrorStrategy = Field(default="skip", description="On unit failure.")
     retries: int = Field(default=2, ge=0, description="Extra attempts for transient errors.")
     write_mode: WriteMode = Field(default="upsert", description="How rows land on the target.")
+    mode: SyncMode = Field(
+        default="full",
+        description="full: copy every row; differential: compare source and target key"
+        " bucket by bucket, re-copy the rows that differ, delete the rows gone from the"
+        " source, verify (a table the target does not have yet is copied in full).",
+    )
     ranges: int | None = Field(
         default=None,
         ge=1,
@@ -64,6 +79,15 @@ class Job(BaseModel):
     throttle_rows_per_second: float | None = Field(
         default=None, gt=0, description="Cap on rows per second per unit; None: no cap."
     )
+
+    @model_validator(mode="after")
+    def _mode_writes(self) -> Job:
+        if self.mode == "differential" and self.write_mode != "upsert":
+            raise ValueError(
+                f"mode: differential needs write_mode: upsert (got {self.write_mode}): it"
+                " rewrites and deletes rows to match the source"
+            )
+        return self
 
     @field_validator("source", "target")
     @classmethod

@@ -43,6 +43,7 @@ class Plan:
     target: str  # masked URL
     write_mode: str
     units: list[PlannedUnit]
+    mode: str = "full"
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -77,6 +78,13 @@ class Plan:
         return out
 
 
+DIFFERENTIAL_NOTE = (
+    "mode differential: each table the target holds is compared with the source key"
+    " bucket by bucket, the rows that differ or are missing are written, rows gone from the"
+    " source are deleted, then the table is verified; a new table is copied in full"
+)
+
+
 def plan_job(job: Job) -> Plan:
     """Plan `job`: reads both catalogs, writes nothing to either database.
 
@@ -107,6 +115,8 @@ def plan_job(job: Job) -> Plan:
                 unit.refusal = str(exc)
                 continue
             unit.action, unit.ddl, unit.warnings = spec.state, spec.ddl, spec.warnings
+            if job.mode == "differential" and table.key and not spec.ddl:
+                unit.action += "; differential: only rows that differ are written"
             if not table.key:
                 unit.warnings = [KEYLESS_NOTE, *unit.warnings]
         notes = (
@@ -114,7 +124,10 @@ def plan_job(job: Job) -> Plan:
             if is_mysql(dbs.target)
             else ["foreign keys, triggers and secondary indexes are not copied"]
         )
+        if job.mode == "differential":
+            notes.insert(0, DIFFERENTIAL_NOTE)
         return Plan(
+            mode=job.mode,
             job=job.name,
             source=job.masked_source,
             target=job.masked_target,

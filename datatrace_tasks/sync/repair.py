@@ -19,7 +19,7 @@ from datatrace_tasks.sync.engines import Databases
 from datatrace_tasks.sync.fingerprint import Fingerprint, Side
 from datatrace_tasks.sync.reader import projection
 from datatrace_tasks.sync.sinks import SqlSink
-from datatrace_tasks.sync.verify import BUCKETS, Differences, wkb_only
+from datatrace_tasks.sync.verify import Differences, wkb_only
 
 _CHUNK = 500  # keys per statement
 
@@ -36,9 +36,9 @@ def repair_rows(dbs: Databases, table: SourceTable, spec: TargetTable, diff: Dif
     flat = wkb_only(dbs.source, dbs.target)
     src = Fingerprint(Side(dbs.source, table.name, table.columns, table.key, flat))
     dst = Fingerprint(Side(dbs.target, spec.table.name, table.columns, table.key, flat))
-    chosen = set(diff.buckets)
-    wanted = src.key_values(BUCKETS, chosen, set(diff.source_keys))
-    unwanted = dst.key_values(BUCKETS, chosen, set(diff.extra_keys)) if diff.extra_keys else []
+    chosen, buckets = set(diff.buckets), diff.bucket_count
+    wanted = src.key_values(buckets, chosen, set(diff.source_keys)) if diff.source_keys else []
+    unwanted = dst.key_values(buckets, chosen, set(diff.extra_keys)) if diff.extra_keys else []
     source_table = table.sa_table()
     select = sa.select(*projection(table, source_table, dbs.target.dialect.name))
     source_keys = [source_table.c[name] for name in table.key]

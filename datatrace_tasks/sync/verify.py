@@ -75,28 +75,44 @@ class Differences:
     source_keys: tuple[str, ...]  # changed on the target, or missing there
     extra_keys: tuple[str, ...]  # only on the target
     message: str
+    bucket_count: int = BUCKETS  # how many buckets the keys were spread over
+    source_rows: int = 0  # COUNT(*) of the source, summed over the buckets
+
+    @property
+    def found(self) -> bool:
+        """Whether any row must change on the target."""
+        return bool(self.source_keys or self.extra_keys)
 
 
-def _differences(
-    table: SourceTable, src: Fingerprint, dst: Fingerprint, *, allow_extra_rows: bool
-) -> Differences | None:
-    """What differs, found bucket by bucket; None if only allowed extra rows do."""
-    ours, theirs = _both(lambda: src.buckets(BUCKETS), lambda: dst.buckets(BUCKETS))
+def differences(
+    table: SourceTable,
+    src: Fingerprint,
+    dst: Fingerprint,
+    *,
+    allow_extra_rows: bool,
+    buckets: int = BUCKETS,
+) -> Differences:
+    """What differs, found bucket by bucket (`found` is false when nothing, or only
+    allowed extra rows, does)."""
+    ours, theirs = _both(lambda: src.buckets(buckets), lambda: dst.buckets(buckets))
+    source_rows = sum(n for n, _ in ours.values())
     chosen = {b for b in set(ours) | set(theirs) if ours.get(b) != theirs.get(b)}
+    if not chosen:
+        return Differences(frozenset(), (), (), "", buckets, source_rows)
     if table.key:
-        mine, yours = _both(lambda: src.rows(BUCKETS, chosen), lambda: dst.rows(BUCKETS, chosen))
+        mine, yours = _both(lambda: src.rows(buckets, chosen), lambda: dst.rows(buckets, chosen))
         missing = sorted(k for k in mine if k not in yours)
         changed = sorted(k for k in mine if k in yours and mine[k] != yours[k])
         extra = sorted(k for k in yours if k not in mine)
     else:  # a multiset of whole rows: each copy of a row counts
         ours_rows, theirs_rows = _both(
-            lambda: src.row_counts(BUCKETS, chosen), lambda: dst.row_counts(BUCKETS, chosen)
+            lambda: src.row_counts(buckets, chosen), lambda: dst.row_counts(buckets, chosen)
         )
         missing = sorted((ours_rows - theirs_rows).elements())
         extra = sorted((theirs_rows - ours_rows).elements())
         changed = []
     if not missing and not changed and (allow_extra_rows or not extra):
-        return None
+        return Differences(frozenset(chosen), (), (), "", buckets, source_rows)
     parts = []
     for label, keys in (
         ("differ", changed),
@@ -107,7 +123,7 @@ def _differences(
             named = ", ".join(show_key(table, k) for k in keys[:_SHOWN])
             more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
             parts.append(f"{len(keys)} row(s) {label}: key {named}{more}")
-    source_rows, target_rows = sum(n for n, _ in ours.values()), sum(n for n, _ in theirs.values())
+    target_rows = sum(n for n, _ in theirs.values())
     if source_rows != target_rows:
         parts.insert(0, f"row counts differ, source {source_rows}, target {target_rows}")
     columns = ", ".join(table.key) or "none: whole rows compared"
@@ -117,6 +133,8 @@ def _differences(
         tuple(changed + missing),
         () if allow_extra_rows else tuple(extra),
         message,
+        buckets,
+        source_rows,
     )
 
 
@@ -160,8 +178,8 @@ def verify_table(
     rechecked = False
     if (rows, total) != (target_rows, target_total):
         rechecked = True
-        problem = _differences(table, src, dst, allow_extra_rows=allow_extra_rows)
-        if problem is not None:
+        problem = differences(table, src, dst, allow_extra_rows=allow_extra_rows)
+        if problem.found:
             raise VerificationFailed(problem.message, problem)
     return {
         "table": table.name,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from datatrace_tasks.orchestration.manager import TaskManager
@@ -239,3 +241,20 @@ class TestResumeRefusals:
         assert response.status_code == 422
         assert "cannot resume" in response.json()["detail"]
         assert store.load_units(task_id)[0].status is UnitStatus.FAILED
+
+
+class TestJobRuns:
+    def test_a_jobs_runs_newest_first(self, serve: Serve, store_url: str, store: Store) -> None:
+        """GET /api/jobs/{name}/runs lists the job's runs with their figures; a job that
+        never ran has none."""
+        older = store.create_task(name="nightly", units=[("a", "a")])
+        time.sleep(0.01)
+        newer = store.create_task(name="nightly", units=[("a", "a")])
+        store.write_unit(newer, "a", figures={"rows_read": 5, "rows_written": 5, "rows_deleted": 2})
+        with serve(store_url).client() as client:
+            body = client.get("/api/jobs/nightly/runs").json()
+            none = client.get("/api/jobs/nobody/runs")
+        assert [r["task_id"] for r in body] == [newer, older]
+        assert (body[0]["rows_written"], body[0]["rows_deleted"]) == (5, 2)
+        assert body[0]["created_at"].endswith(("Z", "+00:00"))  # RFC 3339, UTC
+        assert none.status_code == 200 and none.json() == []

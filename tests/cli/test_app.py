@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from tests.conftest import MYSQL_ENV, server_url
-from tests.orchestration.test_lifecycle import make_source
+from tests.orchestration.test_lifecycle import make_source, target_rows
 
 DATATRACE = [sys.executable, "-m", "datatrace_tasks"]
 
@@ -184,6 +184,52 @@ class TestRun:
         assert shown.returncode == 0, shown.stderr
         assert "2 of 2 units completed, 0 failed" in shown.stdout
         assert "1,230 rows" in shown.stdout
+
+
+class TestHistory:
+    def test_a_differential_rerun_shows_in_the_jobs_history(
+        self, tmp_path: Path, source: str, prefect_api_url: str
+    ) -> None:
+        """Two runs of one differential job, the source changed in between (an update, an
+        insert, a delete): `history` lists both, newest first, the second writing 2 rows
+        and deleting 1, whole at 80 columns; the target then equals the source."""
+        target = f"sqlite:///{tmp_path}/t.db"
+        job = write_job(
+            tmp_path / "job.yaml",
+            f"name: nightly\nsource: {source}\ntarget: {target}\nmode: differential\n",
+        )
+        env = {"PREFECT_API_URL": prefect_api_url}
+        state = tmp_path / "s.db"
+        assert datatrace("run", str(job), state=state, env=env).returncode == 0
+        engine = sa.create_engine(source)
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE beta SET label = 'changed' WHERE id = 7"))
+            conn.execute(sa.text("INSERT INTO beta VALUES (5000, 'new', 1.25)"))
+            conn.execute(sa.text("DELETE FROM alpha WHERE id = 3"))
+        engine.dispose()
+        again = datatrace("run", str(job), state=state, env=env)
+        assert again.returncode == 0, again.stdout + again.stderr
+
+        shown = datatrace("history", str(job), state=state, env={"COLUMNS": "80"})
+        assert shown.returncode == 0, shown.stderr
+        lines = shown.stdout.splitlines()
+        assert max(len(line) for line in lines) <= 80
+        runs = [i for i, line in enumerate(lines) if "units 2/2 completed, 2 verified" in line]
+        assert len(runs) == 2, shown.stdout
+        newest, oldest = runs
+        assert " differential " in lines[newest] and " full " in lines[oldest]
+        assert "rows read 2, written 2, deleted 1" in lines[newest + 2]
+        assert "rows read 1,230, written 1,230, deleted 0" in lines[oldest + 2]
+        assert re.search(r"task \S{36}$", lines[newest + 1])
+        for table in ("alpha", "beta"):  # the amounts were verified ("2 verified")
+            copied = [r[:2] for r in target_rows(target, table)]
+            assert copied == [r[:2] for r in target_rows(source, table)]
+
+    def test_a_job_that_never_ran_is_an_error(self, tmp_path: Path) -> None:
+        """`history` of an unknown job name says so and exits non-zero."""
+        out = datatrace("history", "no-such-job", state=tmp_path / "s.db")
+        assert out.returncode == 1
+        assert "no run of a job named 'no-such-job'" in out.stderr
 
 
 class TestServe:

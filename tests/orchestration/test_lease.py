@@ -8,14 +8,16 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 
 from datatrace_tasks.exceptions import TaskAlreadyRunning, UnitAlreadyRunning
 from datatrace_tasks.orchestration.lease import task_lease, unit_lease
 from datatrace_tasks.orchestration.manager import TaskManager
-from datatrace_tasks.state.leases import holder_is_gone, holder_name
+from datatrace_tasks.state.leases import LeaseChange, holder_is_gone, holder_name
 from datatrace_tasks.state.store import Store
+from datatrace_tasks.state.units import UnitStatus
 
 
 class TestClaims:
@@ -79,6 +81,50 @@ class TestRunRefused:
             manager.execute_auto_mode(task_id, 1, lambda u, r: ran.append(u.id))
         assert ran == []
         assert manager.store.load_units(task_id)[0].status.value == "pending"
+
+
+class TestLeaseWithStatus:
+    def test_start_takes_the_lease_and_running_together_or_neither(self, store: Store) -> None:
+        """A start written with its lease claims the unit and marks it running in one
+        write; while another live runner holds the unit, neither is written."""
+        task_id = store.create_task(name="t", units=[("a", "a"), ("b", "b")])
+        store.write_unit(task_id, "a", status=UnitStatus.RUNNING, lease=LeaseChange("me:1", 30))
+        assert store.unit_lease_owner(task_id, "a") == "me:1"
+        assert store.load_units(task_id)[0].status is UnitStatus.RUNNING
+        assert store.claim_unit(task_id, "b", "other-host:7", lease_seconds=30)
+        with pytest.raises(UnitAlreadyRunning, match="other-host:7"):
+            store.write_unit(task_id, "b", status=UnitStatus.RUNNING, lease=LeaseChange("me:1", 30))
+        assert store.load_units(task_id)[1].status is UnitStatus.PENDING
+        assert store.unit_lease_owner(task_id, "b") == "other-host:7"
+
+    def test_the_end_gives_back_only_the_writers_lease(self, store: Store) -> None:
+        """`completed` with a release frees the writer's own lease, never another's."""
+        task_id = store.create_task(name="t", units=[("a", "a"), ("b", "b")])
+        assert store.claim_unit(task_id, "a", "me:1", lease_seconds=30)
+        assert store.claim_unit(task_id, "b", "other-host:7", lease_seconds=30)
+        for unit_id in ("a", "b"):
+            store.write_unit(
+                task_id, unit_id, status=UnitStatus.COMPLETED, lease=LeaseChange("me:1")
+            )
+        assert store.unit_lease_owner(task_id, "a") is None
+        assert store.unit_lease_owner(task_id, "b") == "other-host:7"
+
+    @pytest.mark.usefixtures("prefect_harness")
+    def test_a_run_leaves_no_unit_lease_held(self, manager: TaskManager) -> None:
+        """Completed units gave their leases back with `completed`, failed ones on the way out."""
+
+        def work(unit: Any, _reporter: Any) -> None:
+            if unit.id == "bad":
+                raise ValueError("boom")
+
+        task_id = manager.create_task("t", ["a", "b", "bad"])
+        assert manager.execute_auto_mode(task_id, 2, work) == 2
+        assert [manager.store.unit_lease_owner(task_id, u) for u in ("a", "b", "bad")] == [None] * 3
+        assert {u.id: u.status for u in manager.store.load_units(task_id)} == {
+            "a": UnitStatus.COMPLETED,
+            "b": UnitStatus.COMPLETED,
+            "bad": UnitStatus.FAILED,
+        }
 
 
 class TestUnitLeaseWait:

@@ -138,8 +138,11 @@ class TestMigrations:
             conn.execute(text("UPDATE datatrace_alembic_version SET version_num = '0001'"))
             conn.execute(text("ALTER TABLE task_unit_runtimes DROP COLUMN lease_owner"))
             conn.execute(text("ALTER TABLE task_unit_runtimes DROP COLUMN lease_expires_at"))
+            conn.execute(text("ALTER TABLE task_unit_runtimes DROP COLUMN figures"))
         engine._migrated.discard(url)
         store = Store(url)
         task_id = store.create_task(name="t", units=[("a", "a")])
         assert store.claim_unit(task_id, "a", "me:1:x", lease_seconds=30)
+        store.write_unit(task_id, "a", figures={"rows_read": 1})  # 0003's column is back
+        assert store.job_runs("t")[0].rows_read == 1
         store.dispose()
