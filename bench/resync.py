@@ -26,7 +26,7 @@ import yaml
 
 from bench import MYSQL_URL, machine, mysql_cli, publish
 from bench.copy import TABLE
-from bench.peer_datatrace import DataTrace, executable, unit_figures
+from bench.peer_datatrace import DataTrace, executable
 from bench.peer_runs import (
     MY_DST,
     SRC,
@@ -89,7 +89,6 @@ def one_round(dtrace: DataTrace, pair: str, job: Path, rows: int) -> dict[str, A
         "resync": again.seconds,
         "ok": full.returncode == 0 and again.returncode == 0 and counted == source,
         "changed": changed,
-        "unit": unit_figures(dtrace.state, task) if task else {},
         "output": again.output if again.returncode else "",
     }
 

@@ -49,9 +49,9 @@ def _run(task: SyncTaskRow, units: list[TaskUnitRuntimeRow]) -> JobRun:
     starts = [u.started_at for u in units if u.started_at is not None]
     ends = [u.finished_at for u in units if u.finished_at is not None]
     job = (task.spec or {}).get("job") or {}
-    modes = {f.get("mode") for f in figures if f.get("mode")}
-    # What the run did: a differential job's first run is a full copy.
-    mode = "differential" if "differential" in modes else "full" if modes else job.get("mode")
+    # What the run did, not what the job asked: a differential job's first run is a full copy.
+    done = {f["mode"] for f in figures if "mode" in f}
+    mode = ("differential" if "differential" in done else "full") if done else job.get("mode")
     return JobRun(
         task_id=task.id,
         name=task.name,
