@@ -81,9 +81,6 @@ def one_round(dtrace: DataTrace, pair: str, job: Path, rows: int) -> dict[str, A
     again = timed([executable(), "run", str(job)], env=env)
     counted = count_pg("public") if pair == "pg" else count_mysql(MY_DST)
     source = count_mysql(SRC)
-    task = (
-        again.output.split("sync task ", 1)[-1].split()[0] if "sync task " in again.output else ""
-    )
     return {
         "full": full.seconds,
         "resync": again.seconds,
