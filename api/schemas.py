@@ -31,7 +31,7 @@ class JobRunOut(BaseModel):
     task_id: str
     name: str
     status: str = Field(description="pending, running, completed, failed or paused.")
-    mode: str = Field(description="full or differential.")
+    mode: str = Field(description="What the run did: full, incremental or differential.")
     created_at: datetime
     units: int
     completed: int = Field(description="Units that completed.")

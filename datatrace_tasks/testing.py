@@ -44,6 +44,7 @@ class MemoryReporter(ReporterBase):
             way a pause request stops a unit at a batch boundary); None never stops.
         lose_last_checkpoint: the stopping call does not keep its progress and
             checkpoint, as a crash between a batch's commit and its checkpoint save.
+        high_water: the mark a verified earlier run of the job set (mode incremental).
 
     Every call to `report` is kept in `reports` as `(processed, checkpoint)`, whether
     or not its checkpoint was kept.
@@ -55,6 +56,7 @@ class MemoryReporter(ReporterBase):
         *,
         stop_after: int | None = None,
         lose_last_checkpoint: bool = False,
+        high_water: Mapping[str, Any] | None = None,
     ) -> None:
         self._checkpoint = dict(checkpoint) if checkpoint is not None else None
         self._processed = int(checkpoint["rows"]) if checkpoint and "rows" in checkpoint else 0
@@ -64,6 +66,12 @@ class MemoryReporter(ReporterBase):
         self.reports: list[tuple[int, dict[str, Any] | None]] = []
         self.stop_after = stop_after
         self.lose_last_checkpoint = lose_last_checkpoint
+        self._high_water = dict(high_water) if high_water is not None else None
+
+    @property
+    def high_water(self) -> Mapping[str, Any] | None:
+        """The mark given to the constructor."""
+        return self._high_water
 
     def set_total(self, total: int) -> None:
         """Keep the total."""

@@ -51,7 +51,8 @@ def _run(task: SyncTaskRow, units: list[TaskUnitRuntimeRow]) -> JobRun:
     job = (task.spec or {}).get("job") or {}
     # What the run did, not what the job asked: a differential job's first run is a full copy.
     done = {f["mode"] for f in figures if "mode" in f}
-    mode = ("differential" if "differential" in done else "full") if done else job.get("mode")
+    changed = sorted(done - {"full"})
+    mode = (changed[0] if changed else "full") if done else job.get("mode")
     return JobRun(
         task_id=task.id,
         name=task.name,
@@ -92,3 +93,28 @@ class JobHistory(StoreConnection):
                 for row in rows:
                     by_task[row.task_id].append(row)
             return [_run(t, by_task[t.id]) for t in tasks]
+
+    def high_water(self, task_id: str, unit_id: str) -> dict[str, Any] | None:
+        """The mark the newest verified run of this unit under the task's job name set
+        (mode incremental), or None: there is none, or the newest one set no mark."""
+        with self.session() as s:
+            name = s.scalar(select(SyncTaskRow.name).where(SyncTaskRow.id == task_id))
+            if name is None:
+                return None
+            rows = s.execute(
+                select(TaskUnitRuntimeRow.figures)
+                .join(SyncTaskRow, SyncTaskRow.id == TaskUnitRuntimeRow.task_id)
+                .where(
+                    SyncTaskRow.name == name,
+                    TaskUnitRuntimeRow.unit_id == unit_id,
+                    TaskUnitRuntimeRow.status == "completed",
+                    TaskUnitRuntimeRow.finished_at.is_not(None),
+                )
+                .order_by(TaskUnitRuntimeRow.finished_at.desc())
+                .limit(20)
+            )
+            for (figures,) in rows:
+                if figures and figures.get("verified"):
+                    mark = figures.get("high_water")
+                    return dict(mark) if mark else None
+            return None

@@ -31,6 +31,12 @@ class ProgressReporter(Protocol):
         """Rows processed so far, including those of earlier runs of this unit."""
         ...
 
+    @property
+    def high_water(self) -> Mapping[str, Any] | None:
+        """The cursor mark the job's last verified run of this unit set (mode incremental):
+        `{"cursor": name, "value": encoded value}`, or None."""
+        ...
+
     def set_total(self, total: int) -> None:
         """Record how many records the unit will process (an estimate is fine)."""
         ...
@@ -76,6 +82,11 @@ class ReporterBase:
         """Rows processed so far, earlier runs included."""
         return self._processed
 
+    @property
+    def high_water(self) -> Mapping[str, Any] | None:
+        """No mark: every run of this unit starts afresh (the store's reporter has them)."""
+        return None
+
 
 class UnitReporter(ReporterBase):
     """The `ProgressReporter` a unit's process function receives from the manager."""
@@ -87,6 +98,11 @@ class UnitReporter(ReporterBase):
         self._checkpoint = dict(unit.checkpoint) if unit.checkpoint else None
         self._processed = unit.processed_records if unit.checkpoint else 0
         self._total: int | None = None
+
+    @property
+    def high_water(self) -> Mapping[str, Any] | None:
+        """The mark the job's last verified run of this unit set, read from the store."""
+        return self._manager.store.high_water(self._task_id, self._unit_id)
 
     def set_total(self, total: int) -> None:
         """Record the unit's total (written at once: the dashboard needs it to draw a bar)."""

@@ -24,6 +24,8 @@ from datatrace_tasks.sync.catalog import SourceTable
 from datatrace_tasks.sync.ddl import TargetTable, target_table
 from datatrace_tasks.sync.differential import has_rows, resync_table
 from datatrace_tasks.sync.engines import Databases
+from datatrace_tasks.sync.fingerprint import Scope
+from datatrace_tasks.sync.incremental import Window, copy_window, open_window, scope
 from datatrace_tasks.sync.job import Job
 from datatrace_tasks.sync.keyless import copy_keyless
 from datatrace_tasks.sync.rangecopy import RangeCopy
@@ -81,8 +83,10 @@ def _verify_copy(
     reporter: ProgressReporter,
     stats: dict[str, Any],
     verify: bool = True,
+    window: Scope | None = None,
 ) -> None:
-    """Compare the copied table with the source and hand the result to the reporter."""
+    """Compare the copied table (or `window` of it) with the source and hand the result
+    to the reporter."""
     if not verify:
         return
     started = time.perf_counter()
@@ -91,7 +95,9 @@ def _verify_copy(
         dbs.target,
         table,
         spec,
-        allow_extra_rows=job.write_mode == "append",
+        # A window's target rows may include rows since deleted on the source.
+        allow_extra_rows=job.write_mode == "append" or window is not None,
+        scope=window,
     )
     stats["verify_seconds"] = round(time.perf_counter() - started, 3)
     unit.extra["verification"] = result
@@ -113,7 +119,9 @@ def copy_table(
     `reporter.set_verification` (also kept in `unit.extra["verification"]`; see
     `verify_table`). A resumed unit whose verification fails re-copies the rows it
     names (`repair.py`, counted in `repaired_rows`) and verifies once more.
-    `mode: differential` writes only what differs (`differential.py`).
+    `mode: differential` writes only what differs (`differential.py`), `mode:
+    incremental` only the rows whose cursor moved (`incremental.py`; the mark it sets
+    is kept in `unit.extra["high_water"]` once verified).
 
     Raises:
         TableNotFound: `unit.id` is not a source table.
@@ -129,50 +137,105 @@ def copy_table(
     with dbs.source.connect() as conn:
         spec = target_table(conn, dbs.target, table, write_mode=job.write_mode)
     checkpoint: Mapping[str, Any] | None = reporter.checkpoint
+    window = open_window(dbs, job, table, spec, reporter) if job.mode == "incremental" else None
+    if window is not None and window.low is not None:
+        unit.extra["copy"] = stats = copy_window(dbs, job, table, spec, window, reporter)
+        # Rows changed on the source while the window was copied are copied again.
+        _verify_or_repair(
+            dbs, job, table, spec, unit, reporter, stats, verify, scope(table, window)
+        )
+        return _set_mark(unit, window, verify)
     if job.mode == "differential" and checkpoint is None and has_rows(dbs, spec):
         unit.extra["copy"] = resync_table(dbs, table, spec, reporter)
         return _verify_copy(dbs, job, table, spec, unit, reporter, unit.extra["copy"], verify)
+    carry = {} if window is None else {"incremental": window.to_json()}
+    stats = _copy_ranges(dbs, job, table, spec, unit, reporter, carry)
+    # A resumed unit re-copies the rows that differ, once, then verifies again.
+    _verify_or_repair(
+        dbs, job, table, spec, unit, reporter, stats, verify, repair=checkpoint is not None
+    )
+    if window is not None:
+        _set_mark(unit, window, verify)
+
+
+def _copy_ranges(
+    dbs: Databases,
+    job: Job,
+    table: SourceTable,
+    spec: TargetTable,
+    unit: TaskUnit,
+    reporter: ProgressReporter,
+    carry: dict[str, Any],
+) -> dict[str, Any]:
+    """Copy every row, key ranges side by side from where the checkpoint left them;
+    `carry` goes into every checkpoint beside the ranges. Returns the `copy` figures."""
+    checkpoint = reporter.checkpoint
     sink = SqlSink(dbs.target, spec, job.write_mode)
     sink.prepare(fresh=checkpoint is None)
     total = estimate_rows(dbs, table)
     reporter.set_total(total)
-
     ranges = _key_ranges(dbs, job, table, checkpoint, total)
     started = time.perf_counter()
     copier = RangeCopy(dbs, job, table, spec, ranges, reporter, {})
+    copier.carry = carry
     stats = _copy_stats(copier.path, ranges, checkpoint)
     copier.stats = stats
     unit.extra["copy"] = stats
     copier.run(replay=checkpoint is not None)
     sink.finish()
     stats["copy_seconds"] = round(time.perf_counter() - started, 3)
+    return stats
+
+
+def _verify_or_repair(
+    dbs: Databases,
+    job: Job,
+    table: SourceTable,
+    spec: TargetTable,
+    unit: TaskUnit,
+    reporter: ProgressReporter,
+    stats: dict[str, Any],
+    verify: bool,
+    window: Scope | None = None,
+    *,
+    repair: bool = True,
+) -> None:
+    """Verify; if rows differ and `repair` holds, re-copy them once and verify again."""
     if not verify:
         return
     try:
-        _verify_copy(dbs, job, table, spec, unit, reporter, stats)
+        _verify_copy(dbs, job, table, spec, unit, reporter, stats, window=window)
     except VerificationFailed as exc:
-        # A resumed unit re-copies the rows that differ, once, then verifies again.
         diff = exc.differences
-        if checkpoint is None or not isinstance(diff, Differences) or job.write_mode == "append":
+        if not repair or not isinstance(diff, Differences) or job.write_mode == "append":
             raise
         stats["repaired_rows"] = repair_rows(dbs, table, spec, diff)
-        _verify_copy(dbs, job, table, spec, unit, reporter, stats)
+        _verify_copy(dbs, job, table, spec, unit, reporter, stats, window=window)
+
+
+def _set_mark(unit: TaskUnit, window: Window, verified: bool) -> None:
+    """Keep the window's mark for the job's next run: only a verified run sets one."""
+    if verified and window.mark is not None:
+        unit.extra["high_water"] = window.mark
 
 
 def _figures(unit: TaskUnit, job: Job) -> dict[str, Any]:
     """What a unit's run did, as its job's history shows it."""
     stats = unit.extra.get("copy", {})
     verification = unit.extra.get("verification") or {}
-    differential = stats.get("path") == "differential"
+    path = stats.get("path")
     read = int(stats.get("rows_read", 0))
-    return {
-        "mode": "differential" if differential else "full",
+    figures = {
+        "mode": path if path in ("differential", "incremental") else "full",
         "rows_read": read,
         "rows_written": int(stats.get("rows_written", read)),
         "rows_deleted": int(stats.get("rows_deleted", 0)),
         "verified": bool(verification.get("ok")),
         "write_mode": job.write_mode,
     }
+    if figures["verified"] and "high_water" in unit.extra:
+        figures["high_water"] = unit.extra["high_water"]
+    return figures
 
 
 class JobCopy:

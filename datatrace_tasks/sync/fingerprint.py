@@ -30,6 +30,14 @@ MASK64 = (1 << 64) - 1
 
 
 @dataclass(frozen=True)
+class Scope:
+    """Only the rows whose `column` is at least `low`: the slice an incremental run wrote."""
+
+    column: SourceColumn
+    low: Any  # an int, or a date or datetime
+
+
+@dataclass(frozen=True)
 class Side:
     """One table on one server: where it is, and how its rows are read."""
 
@@ -38,6 +46,7 @@ class Side:
     columns: Sequence[SourceColumn]
     key: Sequence[str]
     wkb_only: bool  # geometry compared as WKB (SRID dropped): a copy between unlike servers
+    scope: Scope | None = None  # None: every row
 
     @property
     def dialect(self) -> str:
@@ -47,6 +56,25 @@ class Side:
     def quote(self, name: str) -> str:
         """A quoted identifier of this server (`%` doubled where the driver formats)."""
         return quote(self.engine, name)
+
+    def scope_sql(self, mark: str) -> tuple[str, list[Any]]:
+        """The scope's condition (empty: every row) and its parameter, `mark` its placeholder.
+
+        A date or datetime is compared as its token, whose fixed-width text sorts in time
+        order on every server (in PostgreSQL's "C" collation), so both sides pick the
+        same rows however each stores the type.
+        """
+        if self.scope is None:
+            return "", []
+        col, low = self.scope.column, self.scope.low
+        if col.kind == "integer":
+            return f"{self.quote(col.name)} >= {mark}", [int(low)]
+        token = token_sql(self.dialect, self.quote(col.name), col, wkb_only=self.wkb_only)
+        if self.dialect == "postgresql":
+            token = f'({token}) COLLATE "C"'
+        if col.kind == "datetime":
+            return f"{token} >= {mark}", [low.isoformat(sep=" ", timespec="microseconds")]
+        return f"{token} >= {mark}", [low.isoformat()]
 
     def _joined(self, columns: Sequence[SourceColumn]) -> str:
         tokens = []
@@ -100,6 +128,15 @@ class Fingerprint:
         # sums BIGINTs as DECIMAL); without one, equal rows must count: a sum mod 2^64.
         self.multiset = not side.key
         self.combine = "SUM" if self.multiset else "BIT_XOR"
+        self.scope, self.scope_params = side.scope_sql("?" if side.dialect == "sqlite" else "%s")
+
+    def _scoped(self, where: str = "", params: Sequence[Any] = ()) -> tuple[str, list[Any]]:
+        """`where` (a ` WHERE ...` clause or empty) narrowed to the side's scope."""
+        if not self.scope:
+            return where, list(params)
+        if where:
+            return f"{where} AND ({self.scope})", [*params, *self.scope_params]
+        return f" WHERE {self.scope}", list(self.scope_params)
 
     def _add(self, total: int, part: int) -> int:
         """Combine two aggregates the way the servers do."""
@@ -137,7 +174,8 @@ class Fingerprint:
         try:
             register_sqlite(raw.driver_connection)
             cursor = raw.cursor()
-            cursor.execute(f"SELECT {self.keytext}, {self.row} FROM {self.name}")  # noqa: S608
+            where, params = self._scoped()
+            cursor.execute(f"SELECT {self.keytext}, {self.row} FROM {self.name}{where}", params)  # noqa: S608
             while chunk := cursor.fetchmany(10_000):
                 yield from chunk
         finally:
@@ -158,7 +196,7 @@ class Fingerprint:
         return cuts
 
     def _range_total(self, lo: Any, hi: Any) -> Aggregate:
-        where, params = between_sql(self.keys, lo, hi)
+        where, params = self._scoped(*between_sql(self.keys, lo, hi))
         hashed = self._hash64(self.row)
         ((count, total),) = self._query(
             f"SELECT COUNT(*), {self.combine}({hashed}) FROM {self.name}{where}",  # noqa: S608
@@ -199,9 +237,11 @@ class Fingerprint:
                 agg[1] = self._add(agg[1], int.from_bytes(_digest(text)[:8], "big"))
             return {b: (n, x & MASK64) for b, (n, x) in out.items()}
         bucket, hashed = self._bucket_sql(buckets), self._hash64(self.row)
+        where, params = self._scoped()
         found = self._query(
             f"SELECT {bucket}, COUNT(*), {self.combine}({hashed})"  # noqa: S608
-            f" FROM {self.name} GROUP BY 1"
+            f" FROM {self.name}{where} GROUP BY 1",
+            params,
         )
         return {int(b): (int(n), int(x or 0) & MASK64) for b, n, x in found}
 
@@ -215,9 +255,10 @@ class Fingerprint:
             }
         picked = ", ".join(str(b) for b in sorted(chosen))
         hashed = self._hash64(self.row)
+        where, params = self._scoped(f" WHERE {self._bucket_sql(buckets)} IN ({picked})")
         found = self._query(
-            f"SELECT {self.keytext}, {hashed} FROM {self.name}"  # noqa: S608
-            f" WHERE {self._bucket_sql(buckets)} IN ({picked})"
+            f"SELECT {self.keytext}, {hashed} FROM {self.name}{where}",  # noqa: S608
+            params,
         )
         return {str(k): int(h) & MASK64 for k, h in found}
 
@@ -228,14 +269,17 @@ class Fingerprint:
             raw: Any = self.side.engine.raw_connection()
             try:
                 register_sqlite(raw.driver_connection)
-                found = raw.execute(f"SELECT {keys}, {self.keytext} FROM {self.name}").fetchall()  # noqa: S608
+                where, params = self._scoped()
+                sql = f"SELECT {keys}, {self.keytext} FROM {self.name}{where}"  # noqa: S608
+                found = raw.execute(sql, params).fetchall()
             finally:
                 raw.close()
         else:
             picked = ", ".join(str(b) for b in sorted(chosen))
+            where, params = self._scoped(f" WHERE {self._bucket_sql(buckets)} IN ({picked})")
             found = self._query(
-                f"SELECT {keys}, {self.keytext} FROM {self.name}"  # noqa: S608
-                f" WHERE {self._bucket_sql(buckets)} IN ({picked})"
+                f"SELECT {keys}, {self.keytext} FROM {self.name}{where}",  # noqa: S608
+                params,
             )
         return [tuple(row[:-1]) for row in found if str(row[-1]) in texts]
 
@@ -244,8 +288,9 @@ class Fingerprint:
         if self.side.dialect == "sqlite":
             return Counter(t for _, t in self._pairs() if _bucket(t, buckets) in chosen)
         picked = ", ".join(str(b) for b in sorted(chosen))
+        where, params = self._scoped(f" WHERE {self._bucket_sql(buckets)} IN ({picked})")
         found = self._query(
-            f"SELECT {self.row}, COUNT(*) FROM {self.name}"  # noqa: S608
-            f" WHERE {self._bucket_sql(buckets)} IN ({picked}) GROUP BY 1"
+            f"SELECT {self.row}, COUNT(*) FROM {self.name}{where} GROUP BY 1",  # noqa: S608
+            params,
         )
         return Counter({str(text): int(n) for text, n in found})

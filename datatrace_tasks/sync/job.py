@@ -26,7 +26,7 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 WriteMode = Literal["upsert", "append", "truncate"]
 ErrorStrategy = Literal["skip", "pause"]
-SyncMode = Literal["full", "differential"]
+SyncMode = Literal["full", "incremental", "differential"]
 
 
 def mask_url(url: URL) -> str:
@@ -68,7 +68,22 @@ class Job(BaseModel):
         default="full",
         description="full: copy every row; differential: compare source and target key"
         " bucket by bucket, re-copy the rows that differ, delete the rows gone from the"
-        " source, verify (a table the target does not have yet is copied in full).",
+        " source, verify; incremental: upsert the rows whose `cursor` reached the last"
+        " verified run's mark minus `lookback` (deletes are not seen). A table the target"
+        " does not hold yet, or holds empty, is copied in full.",
+    )
+    cursor: str | None = Field(
+        default=None,
+        min_length=1,
+        description="mode incremental: the column that grows with every insert and update"
+        " (a DATETIME, TIMESTAMP, DATE or integer column).",
+    )
+    lookback: float = Field(
+        default=5,
+        ge=0,
+        description="mode incremental: how far before the last mark to start again, for"
+        " transactions that commit late: seconds for a date or time cursor, values for an"
+        " integer one.",
     )
     ranges: int | None = Field(
         default=None,
@@ -82,11 +97,15 @@ class Job(BaseModel):
 
     @model_validator(mode="after")
     def _mode_writes(self) -> Job:
-        if self.mode == "differential" and self.write_mode != "upsert":
+        if self.mode != "full" and self.write_mode != "upsert":
             raise ValueError(
-                f"mode: differential needs write_mode: upsert (got {self.write_mode}): it"
-                " rewrites and deletes rows to match the source"
+                f"mode: {self.mode} needs write_mode: upsert (got {self.write_mode}): it"
+                " rewrites rows that are on the target already"
             )
+        if self.mode == "incremental" and self.cursor is None:
+            raise ValueError("mode: incremental needs cursor: the column that grows on change")
+        if self.mode != "incremental" and self.cursor is not None:
+            raise ValueError(f"cursor is used by mode: incremental only (mode is {self.mode})")
         return self
 
     @field_validator("source", "target")

@@ -8,10 +8,11 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table as RichTable
 
-from datatrace_tasks.exceptions import SchemaIncompatible
-from datatrace_tasks.sync.catalog import resolve_tables
+from datatrace_tasks.exceptions import SchemaIncompatible, TableUnsupported
+from datatrace_tasks.sync.catalog import SourceTable, resolve_tables
 from datatrace_tasks.sync.ddl import target_table
 from datatrace_tasks.sync.engines import Databases, is_mysql
+from datatrace_tasks.sync.incremental import cursor_column
 from datatrace_tasks.sync.job import Job
 from datatrace_tasks.sync.keyless import KEYLESS_NOTE, refusal_keyless_append
 
@@ -85,6 +86,31 @@ DIFFERENTIAL_NOTE = (
 )
 
 
+INCREMENTAL_NOTE = (
+    "mode incremental (cursor {cursor}, lookback {lookback}): each table the target holds"
+    " gets the rows whose {cursor} is at least the last verified run's mark minus the"
+    " lookback, upserted, then verified; deletes on the source are not seen (mode"
+    " differential sees them), rows with a NULL {cursor} only by a full copy; a new or"
+    " empty table, or one with no mark yet, is copied in full"
+)
+
+
+def _mode_action(job: Job, table: SourceTable, unit: PlannedUnit, fresh: bool) -> None:
+    """What the job's mode does to this table, or why it refuses it."""
+    if not table.key:
+        return  # staged whole and swapped in, whatever the mode
+    if job.mode == "incremental" and job.cursor is not None:
+        try:
+            cursor_column(table, job.cursor)
+        except TableUnsupported as exc:
+            unit.refusal, unit.action = str(exc), "refused"
+            return
+        if not fresh:
+            unit.action += f"; incremental: rows by {job.cursor}"
+    elif job.mode == "differential" and not fresh:
+        unit.action += "; differential: only rows that differ are written"
+
+
 def plan_job(job: Job) -> Plan:
     """Plan `job`: reads both catalogs, writes nothing to either database.
 
@@ -115,8 +141,7 @@ def plan_job(job: Job) -> Plan:
                 unit.refusal = str(exc)
                 continue
             unit.action, unit.ddl, unit.warnings = spec.state, spec.ddl, spec.warnings
-            if job.mode == "differential" and table.key and not spec.ddl:
-                unit.action += "; differential: only rows that differ are written"
+            _mode_action(job, table, unit, fresh=spec.ddl is not None)
             if not table.key:
                 unit.warnings = [KEYLESS_NOTE, *unit.warnings]
         notes = (
@@ -126,6 +151,8 @@ def plan_job(job: Job) -> Plan:
         )
         if job.mode == "differential":
             notes.insert(0, DIFFERENTIAL_NOTE)
+        elif job.mode == "incremental":
+            notes.insert(0, INCREMENTAL_NOTE.format(cursor=job.cursor, lookback=job.lookback))
         return Plan(
             mode=job.mode,
             job=job.name,

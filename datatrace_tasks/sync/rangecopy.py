@@ -145,6 +145,7 @@ class RangeCopy:
         self.acks: dict[int, queue.Queue[bool]] = {}
         self.target_dialect = dbs.target.dialect.name
         self.failure: BaseException | None = None  # the first error of any range, raised last
+        self.carry: dict[str, Any] = {}  # kept in every checkpoint beside the ranges
 
     def _pages(self, rng: KeyRange, stop: threading.Event) -> Generator[Page, None, None]:
         if self.path == "attach":
@@ -254,7 +255,7 @@ class RangeCopy:
             thread.join()
         if pending:  # other ranges committed after the stop: keep their checkpoints too
             try:
-                self.reporter.report(self.done, to_checkpoint(self.ranges))
+                self.reporter.report(self.done, self._checkpoint())
             except Exception:  # noqa: S110 - the pause (or the first error) is what we raise
                 pass
         self.stats["fallback_batches"] = self.bulk.fallbacks
@@ -313,7 +314,7 @@ class RangeCopy:
         """Save the checkpoint, then let the `committed` ranges commit their next batch."""
         try:
             # After the commits: the saved checkpoint never points past committed rows.
-            self.reporter.report(self.done, to_checkpoint(self.ranges))
+            self.reporter.report(self.done, self._checkpoint())
         except BaseException as exc:
             self._fail(exc)
             return
@@ -331,6 +332,9 @@ class RangeCopy:
         self.stop.set()
         for acks in self.acks.values():
             acks.put(False)
+
+    def _checkpoint(self) -> dict[str, Any]:
+        return {**to_checkpoint(self.ranges), **self.carry}
 
     @property
     def done(self) -> int:

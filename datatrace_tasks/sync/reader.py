@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,9 +77,11 @@ def batches(
     target_dialect: str,
     after: Sequence[Any] | None = None,
     until: Sequence[Any] | None = None,
+    where: Callable[[sa.Table], Any] | None = None,
 ) -> Iterator[Batch]:
     """Yield the table's rows in key order, `batch_size` at a time, after `after`
-    and up to `until` (inclusive; None: to the end).
+    and up to `until` (inclusive; None: to the end), only those matching `where`
+    (called with the Table read, it returns a condition on its columns).
 
     Each page is its own short read, so no snapshot or cursor is held while the
     caller writes; memory holds one page whatever the table size.
@@ -90,6 +92,8 @@ def batches(
     base = sa.select(*projection(table, sa_table, target_dialect)).order_by(*keys)
     if until is not None:
         base = base.where(upto_key(keys, until))
+    if where is not None:
+        base = base.where(where(sa_table))
     last = tuple(after) if after is not None else None
     with engine.connect() as conn:
         while True:

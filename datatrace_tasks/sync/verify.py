@@ -27,7 +27,7 @@ from datatrace_tasks.exceptions import DataTraceError, VerificationFailed
 from datatrace_tasks.sync.catalog import SourceTable, resolve_tables
 from datatrace_tasks.sync.ddl import TargetTable, target_table
 from datatrace_tasks.sync.engines import Databases, is_mysql
-from datatrace_tasks.sync.fingerprint import Fingerprint, Side
+from datatrace_tasks.sync.fingerprint import Fingerprint, Scope, Side
 from datatrace_tasks.sync.job import Job
 
 VerificationResult = dict[str, Any]
@@ -155,20 +155,22 @@ def verify_table(
     spec: TargetTable,
     *,
     allow_extra_rows: bool = False,
+    scope: Scope | None = None,
 ) -> VerificationResult:
     """Compare one table on both sides; returns the servers' counts and the checksum.
 
     The recorded checksum depends only on the source, so it is the same whichever
     target was verified. `allow_extra_rows` is for append mode, where the target may
-    hold rows of its own.
+    hold rows of its own. `scope` narrows both sides to the rows an incremental run
+    copied (`cursor >= low`, each server reading the cursor its own exact way).
 
     Raises:
         VerificationFailed: a row differs, is missing or (unless allowed) is extra; the
             message names the keys.
     """
     flat = wkb_only(source, target)
-    src = Fingerprint(Side(source, table.name, table.columns, table.key, flat))
-    dst = Fingerprint(Side(target, spec.table.name, table.columns, table.key, flat))
+    src = Fingerprint(Side(source, table.name, table.columns, table.key, flat, scope))
+    dst = Fingerprint(Side(target, spec.table.name, table.columns, table.key, flat, scope))
     # A big table is scanned as two key ranges at once on each server (2 cores here).
     parts = 2 if table.estimated_rows > PARALLEL_ROWS else 1
     size = table.estimated_rows
@@ -189,6 +191,7 @@ def verify_table(
         "method": "server fingerprints",
         "rechecked": rechecked,
         "key": list(table.key),
+        **({} if scope is None else {"scope": f"{scope.column.name} >= {scope.low}"}),
         "checksum": table_checksum(rows, total),
         "verified_at": dt.datetime.now(dt.UTC).isoformat(),
     }

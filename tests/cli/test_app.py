@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import socket
@@ -224,6 +225,54 @@ class TestHistory:
         for table in ("alpha", "beta"):  # the amounts were verified ("2 verified")
             copied = [r[:2] for r in target_rows(target, table)]
             assert copied == [r[:2] for r in target_rows(source, table)]
+
+    def test_an_incremental_rerun_copies_only_the_change(
+        self, tmp_path: Path, prefect_api_url: str
+    ) -> None:
+        """An incremental job run twice through the CLI, the state store between them: the
+        second run reads the first one's mark from the store and copies the 3 rows changed
+        since plus the one at the mark; `history` says incremental with those figures."""
+        source, target = f"sqlite:///{tmp_path}/src.db", f"sqlite:///{tmp_path}/t.db"
+        engine = sa.create_engine(source)
+        events = sa.Table(
+            "events",
+            sa.MetaData(),
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("v", sa.String(20)),
+            sa.Column("updated_at", sa.DateTime, nullable=False),
+        )
+        stamp = datetime.datetime(2024, 5, 1, 12, 0, 0)
+        with engine.begin() as conn:
+            events.create(conn)
+            rows = [
+                {"id": i, "v": f"r{i}", "updated_at": stamp + datetime.timedelta(seconds=i)}
+                for i in range(1, 401)
+            ]
+            conn.execute(events.insert(), rows)
+        job = write_job(
+            tmp_path / "job.yaml",
+            f"name: hourly\nsource: {source}\ntarget: {target}\nmode: incremental\n"
+            "cursor: updated_at\nlookback: 0\n",
+        )
+        env, state = {"PREFECT_API_URL": prefect_api_url}, tmp_path / "s.db"
+        assert datatrace("run", str(job), state=state, env=env).returncode == 0
+        later = stamp + datetime.timedelta(days=1)
+        with engine.begin() as conn:
+            conn.execute(events.update().where(events.c.id.in_([3, 200])), {"v": "changed"})
+            conn.execute(events.update().where(events.c.id.in_([3, 200])).values(updated_at=later))
+            conn.execute(events.insert(), [{"id": 999, "v": "new", "updated_at": later}])
+        engine.dispose()
+        again = datatrace("run", str(job), state=state, env=env)
+        assert again.returncode == 0, again.stdout + again.stderr
+
+        shown = datatrace("history", str(job), state=state, env={"COLUMNS": "80"})
+        lines = shown.stdout.splitlines()
+        runs = [i for i, line in enumerate(lines) if "units 1/1 completed, 1 verified" in line]
+        assert len(runs) == 2, shown.stdout
+        newest, oldest = runs
+        assert " incremental " in lines[newest] and " full " in lines[oldest]
+        assert "rows read 4, written 4, deleted 0" in lines[newest + 2]
+        assert target_rows(target, "events") == target_rows(source, "events")
 
     def test_a_job_that_never_ran_is_an_error(self, tmp_path: Path) -> None:
         """`history` of an unknown job name says so and exits non-zero."""

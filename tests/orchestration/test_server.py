@@ -9,6 +9,7 @@ minute; every child process is killed at the end. CI runs it; skip it locally wi
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from datatrace_tasks.orchestration.artifacts import artifact_key
 from datatrace_tasks.state.store import Store
@@ -121,6 +123,7 @@ def prefect_server(tmp_path: Path) -> Iterator[Server]:
         PREFECT_UI_ENABLED="false",
         PREFECT_WORKER_QUERY_SECONDS="1",
         PREFECT_WORKER_PREFETCH_SECONDS="1",
+        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",
         DATATRACE_PROJECT_DIR=str(ROOT),
         DATATRACE_DATABASE_URL=f"sqlite:///{tmp_path / 'state.db'}",
         DATATRACE_DB_LIMIT="2",
@@ -192,3 +195,95 @@ class TestDeployment:
             if gcl["name"].startswith("datatrace-db-sqlite") and "src.db" in gcl["name"]
         ]
         assert limit["limit"] == 2 and limit["active_slots"] == 0
+
+
+def _events_source(path: Path, rows: int) -> tuple[str, sa.Table]:
+    """A SQLite source with `events` (a DATETIME cursor `updated_at`), one second a row."""
+    url = f"sqlite:///{path}"
+    events = sa.Table(
+        "events",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("v", sa.String(20)),
+        sa.Column("updated_at", sa.DateTime, nullable=False),
+    )
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        events.create(conn)
+        conn.execute(
+            events.insert(),
+            [
+                {"id": i, "v": f"r{i}", "updated_at": STAMP + dt.timedelta(seconds=i)}
+                for i in range(1, rows + 1)
+            ],
+        )
+    engine.dispose()
+    return url, events
+
+
+STAMP = dt.datetime(2024, 5, 1)
+
+
+class TestSchedule:
+    def test_the_second_scheduled_incremental_run_copies_only_the_change(
+        self, tmp_path: Path, prefect_server: Server
+    ) -> None:
+        """prefect.yaml's incremental deployment on an active 30 s interval schedule with a
+        job of our own: the first scheduled run copies the table in full, the source then
+        changes (2 updates, 1 insert), and the second scheduled run reads the first one's
+        mark from the store and copies just those 3 rows and the one at the mark."""
+        source, events = _events_source(tmp_path / "src.db", 3_000)
+        target = f"sqlite:///{tmp_path / 'dst.db'}"
+        job = tmp_path / "job.yaml"
+        job.write_text(
+            f"name: scheduled-incr\nsource: {source}\ntarget: {target}\nmode: incremental\n"
+            "cursor: updated_at\nlookback: 0\n",
+            encoding="utf-8",
+        )
+        prefect_server.cli("work-pool", "create", "datatrace", "--type", "process")
+        prefect_server.cli("--no-prompt", "deploy", "--all")
+        prefect_server.start("worker", "worker", "start", "--pool", "datatrace")
+        deployment = prefect_server.get("/deployments/name/datatrace-job/sync-job-incremental")
+        schedule = {"interval": 30, "anchor_date": dt.datetime.now(dt.UTC).isoformat()}
+        response = httpx.post(
+            f"{prefect_server.api}/deployments/{deployment['id']}/schedules",
+            json=[{"schedule": schedule, "active": True, "parameters": {"job_path": str(job)}}],
+            timeout=30,
+        )
+        response.raise_for_status()
+
+        first = self._next_completed(prefect_server, deployment["id"], seen=set())
+        engine = sa.create_engine(source)
+        later = STAMP + dt.timedelta(days=1)
+        with engine.begin() as conn:
+            conn.execute(events.update().where(events.c.id.in_([5, 2000])).values(updated_at=later))
+            conn.execute(events.insert(), [{"id": 9999, "v": "new", "updated_at": later}])
+        engine.dispose()
+        second = self._next_completed(prefect_server, deployment["id"], seen={first})
+        prefect_server.post(f"/deployments/{deployment['id']}/pause_deployment", {})
+
+        store = Store(prefect_server.env["DATATRACE_DATABASE_URL"])
+        runs = store.job_runs("scheduled-incr")
+        store.dispose()
+        newest, oldest = runs[0], runs[-1]
+        assert (oldest.mode, oldest.rows_written) == ("full", 3_000)
+        assert (newest.mode, newest.rows_written, newest.verified) == ("incremental", 4, 1)
+        assert count_rows(target, "events") == 3_001
+        assert first != second
+
+    @staticmethod
+    def _next_completed(server: Server, deployment_id: str, seen: set[str]) -> str:
+        """The id of the next scheduled flow run of the deployment to complete."""
+        deadline = time.monotonic() + 150
+        query = {"flow_runs": {"deployment_id": {"any_": [deployment_id]}}}
+        while time.monotonic() < deadline:
+            for run in server.post("/flow_runs/filter", query):
+                state = run.get("state") or {}
+                if run["id"] in seen:
+                    continue
+                assert state.get("type") not in ("FAILED", "CRASHED"), state
+                if state.get("type") == "COMPLETED":
+                    assert run["auto_scheduled"], run
+                    return str(run["id"])
+            time.sleep(1)
+        pytest.fail("no scheduled run completed in 150 s")

@@ -42,3 +42,29 @@ def test_runs_are_summed_per_task_newest_first(store: Store) -> None:
     assert newest.seconds is not None and newest.seconds >= 0
     assert [r.task_id for r in store.job_runs("nightly", limit=1)] == [second]
     assert store.job_runs("never") == []
+
+
+def _marked(value: int, *, verified: bool = True) -> dict[str, object]:
+    mark = {"cursor": "ts", "value": value}
+    return {"mode": "incremental", "verified": verified, "high_water": mark}
+
+
+def test_the_mark_is_the_newest_verified_run_of_the_unit_under_the_jobs_name(
+    store: Store,
+) -> None:
+    """A new task of the job finds the mark of the newest verified run of the same unit;
+    an unverified later run, another unit and another job's runs do not count, and a
+    newer verified run that set no mark (a full copy) clears it."""
+    _run(store, "hourly", {"a": _marked(10), "b": _marked(99)})
+    time.sleep(0.01)
+    _run(store, "hourly", {"a": _marked(20)})
+    time.sleep(0.01)
+    _run(store, "hourly", {"a": _marked(30, verified=False)})
+    _run(store, "other", {"a": _marked(77)})
+    current = store.create_task(name="hourly", units=[("a", "a"), ("c", "c")], spec={})
+    assert store.high_water(current, "a") == {"cursor": "ts", "value": 20}
+    assert store.high_water(current, "c") is None
+    assert store.high_water("no-such-task", "a") is None
+    time.sleep(0.01)
+    _run(store, "hourly", {"a": {"mode": "full", "verified": True}})
+    assert store.high_water(current, "a") is None
