@@ -66,6 +66,17 @@ class TaskDetailOut(TaskOut):
     running_here: bool = Field(description="This app process is running the task now.")
 
 
+class VerificationOut(BaseModel):
+    """A unit's verification as the store keeps it: each server's own COUNT(*) and checksum."""
+
+    ok: bool
+    source_rows: int | None = Field(description="COUNT(*) on the source (of the window).")
+    target_rows: int | None = Field(description="COUNT(*) on the target (of the window).")
+    method: str | None
+    scope: str | None = Field(description="The rows compared, when not all (incremental).")
+    verified_at: str | None
+
+
 class UnitOut(BaseModel):
     """One unit (table) of a task."""
 
@@ -80,6 +91,19 @@ class UnitOut(BaseModel):
     error_message: str
     attempts: int
     has_checkpoint: bool = Field(description="A resume continues from a saved position.")
+    elapsed_seconds: float | None = Field(
+        description="How long the unit's last run took (so far, while running); null: not run."
+    )
+    average_rows_per_second: float | None = Field(
+        description="Rows of the last run over its elapsed time; null: not measurable."
+    )
+    rate_history: list[tuple[float, float]] = Field(
+        description="The last run's rows/s over time: (seconds since it started, rows/s), at"
+        " most 40 points."
+    )
+    verification: VerificationOut | None = Field(
+        description="How the unit's target was verified; null: not (yet) verified."
+    )
 
 
 class UnitsOut(BaseModel):

@@ -51,10 +51,14 @@ CURSOR = "updated_at"
 
 
 def add_cursor() -> None:
-    """The cursor column every update and insert of `change_source` raises (instant)."""
+    """The cursor column every update and insert of `change_source` raises, one second
+    apart per row before that, with an index, as a table synced by its cursor has (not
+    timed)."""
     mysql_cli(
-        f"ALTER TABLE {SRC}.{TABLE} ADD COLUMN {CURSOR} DATETIME(6) NOT NULL"
-        " DEFAULT '2020-01-01 00:00:00'"
+        f"ALTER TABLE {SRC}.{TABLE} ADD COLUMN {CURSOR} DATETIME(6) NOT NULL"  # noqa: S608
+        f" DEFAULT '2020-01-01 00:00:00'; UPDATE {SRC}.{TABLE}"
+        f" SET {CURSOR} = '2020-01-01' + INTERVAL id SECOND;"
+        f" CREATE INDEX ix_{CURSOR} ON {SRC}.{TABLE} ({CURSOR})"
     )
 
 

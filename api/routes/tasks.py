@@ -13,7 +13,7 @@ from fastapi import APIRouter, status
 
 from api.deps import BroadcasterDep, RunsDep, StoreDep, TaskIdDep
 from api.schemas import ActionOut, ErrorOut, RollupOut, TaskDetailOut, TaskOut, UnitsOut
-from datatrace_tasks.live.rollup import task_progress
+from datatrace_tasks.live.rollup import task_progress, unit_runs
 from datatrace_tasks.orchestration import lifecycle
 from datatrace_tasks.state.store import SyncTask
 
@@ -30,6 +30,21 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
 def _utc(moment: datetime) -> datetime:
     """The store keeps naive UTC times; the schema promises RFC 3339, offset included."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+_NO_RUN: dict[str, Any] = {
+    "elapsed_seconds": None,
+    "average_rows_per_second": None,
+    "rate_history": [],
+}
+_VERIFIED = ("ok", "source_rows", "target_rows", "method", "scope", "verified_at")
+
+
+def _verification(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the page shows of a unit's verification (its checksum and key stay in the store)."""
+    if not result:
+        return None
+    return {name: result.get(name) for name in _VERIFIED}
 
 
 def _task_out(task: SyncTask) -> dict[str, Any]:
@@ -82,6 +97,8 @@ def get_units(task_id: TaskIdDep, store: StoreDep, broadcaster: BroadcasterDep) 
     # Read the watermark first: every event up to it is then reflected in the units below.
     last_event_id = broadcaster.last_event_id
     progress = task_progress(store, task_id)
+    runs = unit_runs(store, task_id)
+    verified = {u.id: row["verification"] for u, row in store.load_units_and_rows(task_id)}
     return {
         "task_id": task_id,
         "last_event_id": last_event_id,
@@ -96,6 +113,8 @@ def get_units(task_id: TaskIdDep, store: StoreDep, broadcaster: BroadcasterDep) 
                 "error_message": u.error_message,
                 "attempts": u.attempts,
                 "has_checkpoint": u.checkpoint is not None,
+                **(runs[u.id].to_dict() if u.id in runs else _NO_RUN),
+                "verification": _verification(verified.get(u.id)),
             }
             for u in progress.units
         ],

@@ -7,11 +7,18 @@
 "use strict";
 
 const state = { taskId: null, task: null, rollup: null, units: new Map(), source: null,
-                reopenTimer: null };
+                reopenTimer: null, refreshedAt: 0 };
 const $ = (id) => document.getElementById(id);
 
 function fmtInt(n) { return Number(n || 0).toLocaleString("en-US"); }
 function fmtRate(r) { return r > 0 ? `${fmtInt(Math.round(r))}/s` : "–"; }
+function fmtDuration(s) {
+  if (s === null || s === undefined || !isFinite(s)) return "–";
+  if (s < 60) return `${s.toFixed(1)}s`;
+  s = Math.round(s);
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+}
 function fmtEta(s, status) {
   if (status === "completed") return "done";
   if (s === null || s === undefined || !isFinite(s)) return "–";
@@ -107,6 +114,7 @@ async function refreshTask() {
     $("task-route").textContent = `${task.source || "?"} → ${task.target || "?"}`;
     $("task-message").textContent = task.message + (task.pause_requested && task.status === "running" ? " · pausing…" : "");
     renderSummary();
+    loadRuns();
   } catch (e) {
     notice(e.message, true);
   }
@@ -142,7 +150,8 @@ function renderUnit(unit) {
     row.dataset.unitId = unit.id;
     row.innerHTML = '<td class="name"></td><td><span class="badge"></span></td>' +
       '<td><div class="bar"><div></div><span></span></div></td>' +
-      '<td class="num rate"></td><td class="num eta"></td><td class="error"></td>';
+      '<td class="num rate"></td><td class="chart"></td><td class="num elapsed"></td>' +
+      '<td class="num eta"></td><td class="verified"></td><td class="error"></td>';
     $("units").append(row);
   }
   const pct = unit.status === "completed" && unit.total_records === 0 ? 100 : unit.percentage;
@@ -155,9 +164,55 @@ function renderUnit(unit) {
   bar.className = `bar ${unit.status}`;
   bar.firstElementChild.style.width = `${pct}%`;
   bar.lastElementChild.textContent = `${fmtInt(unit.processed_records)} / ${fmtInt(unit.total_records)} · ${Number(pct).toFixed(1)} %`;
-  row.querySelector(".rate").textContent = unit.status === "running" ? fmtRate(unit.rows_per_second) : "–";
+  const rate = row.querySelector(".rate");
+  const running = unit.status === "running";
+  rate.textContent = running ? fmtRate(unit.rows_per_second) : fmtRate(unit.average_rows_per_second);
+  rate.title = running ? "over the last seconds" : "average of the last run";
+  renderChart(row.querySelector(".chart"), unit.rate_history || []);
+  row.querySelector(".elapsed").textContent = fmtDuration(unit.elapsed_seconds);
   row.querySelector(".eta").textContent = fmtEta(unit.eta_seconds, unit.status);
-  row.querySelector(".error").textContent = unit.error_message || "";
+  renderVerification(row.querySelector(".verified"), unit.verification);
+  renderError(row.querySelector(".error"), unit.error_message || "");
+}
+
+// The server's (seconds, rows/s) points of the unit's last run, as a line.
+function renderChart(cell, points) {
+  if (!points.length) { cell.replaceChildren(); return; }
+  const maxT = Math.max(...points.map((p) => p[0])) || 1;
+  const maxR = Math.max(...points.map((p) => p[1])) || 1;
+  const coords = [[0, points[0][1]], ...points].map(
+    ([t, r]) => `${(t / maxT * 96).toFixed(1)},${(21 - r / maxR * 20).toFixed(1)}`);
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("class", "spark"); svg.setAttribute("viewBox", "0 0 96 22");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", `rows/s over ${fmtDuration(maxT)}, peak ${fmtRate(maxR)}`);
+  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+  line.setAttribute("points", coords.join(" "));
+  svg.append(line);
+  cell.replaceChildren(svg);
+}
+
+function renderVerification(cell, result) {
+  cell.className = "verified";
+  if (!result) { cell.textContent = "–"; cell.title = ""; return; }
+  cell.classList.add(result.ok ? "ok" : "bad");
+  cell.textContent = result.ok ? `✓ ${fmtInt(result.target_rows)} rows` : "✗ differs";
+  cell.title = [result.method, result.scope, result.verified_at].filter(Boolean).join(" · ");
+}
+
+// A long error shows its first line; the whole text is one click away.
+function renderError(cell, text) {
+  const short = text.length <= 80 && !text.includes("\n");
+  if (short) { cell.textContent = text; return; }
+  const open = cell.querySelector("details")?.open;
+  const details = document.createElement("details");
+  const summary = document.createElement("summary");
+  summary.textContent = text.split("\n")[0].slice(0, 77) + "…";
+  const full = document.createElement("pre");
+  full.textContent = text;
+  details.append(summary, full);
+  details.open = Boolean(open);
+  cell.replaceChildren(details);
 }
 
 function onUnitEvent(message) {
@@ -173,6 +228,66 @@ function onUnitEvent(message) {
   else if (event.status === "running" || event.status === "completed") unit.error_message = "";
   renderUnit(unit);  // its rows/s and ETA come with the rollup sent after this batch
   renderSummary();
+  // A unit that ended has new figures (elapsed, average, chart, verification): fetch them.
+  if (event.kind === "status" && event.status !== "running") refreshUnitsLater();
+}
+
+let refreshTimer = null;
+function refreshUnitsLater() {
+  if (refreshTimer) return;
+  refreshTimer = setTimeout(refreshUnits, 300);
+}
+
+async function refreshUnits() {
+  refreshTimer = null;
+  state.refreshedAt = Date.now();
+  const taskId = state.taskId;
+  if (!taskId) return;
+  let snapshot;
+  try { snapshot = await api(`/api/tasks/${encodeURIComponent(taskId)}/units`); } catch (e) { return; }
+  if (state.taskId !== taskId) return;
+  for (const fresh of snapshot.units) {
+    const unit = state.units.get(fresh.id);
+    if (!unit) continue;
+    for (const key of ["elapsed_seconds", "average_rows_per_second", "rate_history", "verification"])
+      unit[key] = fresh[key];
+    renderUnit(unit);
+  }
+  loadRuns();
+}
+
+// The runs of the selected task's job (sync tasks under the same name), newest first.
+async function loadRuns() {
+  const task = state.task;
+  if (!task) return;
+  let runs;
+  try { runs = await api(`/api/jobs/${encodeURIComponent(task.name)}/runs?limit=10`); } catch (e) { return; }
+  if (!state.task || state.task.name !== task.name) return;
+  const body = $("runs-body");
+  body.replaceChildren();
+  for (const run of runs) {
+    const row = document.createElement("tr");
+    row.dataset.taskId = run.task_id;
+    if (run.task_id === state.taskId) row.classList.add("selected");
+    const cells = [
+      run.created_at.replace("T", " ").slice(0, 19), run.mode, null,
+      fmtInt(run.rows_read), fmtInt(run.rows_written), fmtInt(run.rows_deleted),
+      `${run.verified}/${run.units}`, run.seconds === null ? "–" : run.seconds.toFixed(1),
+    ];
+    cells.forEach((text, i) => {
+      const cell = document.createElement("td");
+      if (i >= 3) cell.className = "num";
+      if (text === null) {
+        const badge = document.createElement("span");
+        badge.className = `badge ${run.status}`; badge.textContent = run.status;
+        cell.append(badge);
+      } else cell.textContent = text;
+      row.append(cell);
+    });
+    row.addEventListener("click", () => select(run.task_id));
+    body.append(row);
+  }
+  $("runs").hidden = runs.length === 0;
 }
 
 // The server's figures as of its event watermark: the task's, and each running unit's.
@@ -188,6 +303,8 @@ function onRollup(message) {
     renderUnit(unit);
   }
   renderSummary();
+  // Running units' elapsed time and rows/s lines grow: fetch them now and then.
+  if (figures.units.length && Date.now() - state.refreshedAt > 5000) refreshUnitsLater();
 }
 
 function onTaskEvent(message) {

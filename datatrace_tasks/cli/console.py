@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -19,6 +19,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from datatrace_tasks.live.progress import ProgressMonitor, UnitUpdate
 from datatrace_tasks.state.records import elapsed_seconds
@@ -93,22 +94,20 @@ def live_progress(monitor: ProgressMonitor, task_id: str, console: Console) -> I
             thread.join()
 
 
-def units_table(store: Store, task_id: str) -> Table:
-    """The units of a task as a table: status, rows, seconds, rows/s, error."""
+def units_table(store: Store, task_id: str) -> Group:
+    """The units of a task: a table of status, rows, %, seconds and rows/s that stays
+    whole at 80 columns (a status is never cut to "comple…"), then each unit's error
+    in full on lines of its own, where a CI log or an ssh session shows all of it."""
     task = store.get_task(task_id)
     # Names, messages and errors are data, never markup: a table may be called "[b]".
     table = Table(
         title=f"{escape(task.name)}  [dim]{task.id}[/]  {task.status}", title_justify="left"
     )
-    table.add_column("unit", no_wrap=True)
-    table.add_column("status")
-    table.add_column("rows", justify="right")
-    table.add_column("of", justify="right")
-    table.add_column("%", justify="right")
-    table.add_column("seconds", justify="right")
-    table.add_column("rows/s", justify="right")
-    table.add_column("error", overflow="fold")
-    total_rows = 0
+    table.add_column("unit", overflow="fold", min_width=8)
+    table.add_column("status", no_wrap=True, min_width=len("completed"))
+    for name in ("rows", "%", "seconds", "rows/s"):
+        table.add_column(name, justify="right", no_wrap=True)
+    total_rows, errors = 0, []
     for unit, row in store.load_units_and_rows(task_id):
         secs = elapsed_seconds(row)
         rate = f"{unit.processed_records / secs:,.0f}" if secs else ""
@@ -117,15 +116,15 @@ def units_table(store: Store, task_id: str) -> Table:
             escape(unit.name),
             f"[{_STYLE[unit.status]}]{unit.status.value}[/]",
             f"{unit.processed_records:,}",
-            f"{unit.total_records:,}",
             f"{unit.percentage:.1f}",
             "" if secs is None else f"{secs:.2f}",
             rate,
-            escape(unit.error_message),
         )
+        if unit.error_message:
+            errors.append(Text.assemble((unit.name, "bold"), ": ", unit.error_message))
     if task.message:
         table.caption = f"{total_rows:,} rows; {escape(task.message)}"
-    return table
+    return Group(table, *errors)
 
 
 def history_lines(name: str, runs: Sequence[JobRun]) -> list[str]:

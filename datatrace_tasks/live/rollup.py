@@ -25,7 +25,9 @@ __all__ = [
     "TaskProgress",
     "TaskRollup",
     "UnitRate",
+    "UnitRun",
     "task_progress",
+    "unit_runs",
     "task_rollup",
     "unit_rates",
 ]
@@ -188,3 +190,67 @@ def _recent_samples(store: Store, task_id: str, window_seconds: float) -> dict[s
     for unit_id, at, processed in rows:
         samples.setdefault(str(unit_id), []).append((at, int(processed)))
     return samples
+
+
+HISTORY_POINTS = 40
+"""Points of a unit's rows/s chart at most, however long its run."""
+
+
+@dataclass(frozen=True)
+class UnitRun:
+    """A unit's last run as the dashboard draws it: how long it ran, its average speed,
+    and its rows/s over time, `(seconds since the run started, rows/s)` pairs."""
+
+    unit_id: str
+    elapsed_seconds: float | None
+    average_rows_per_second: float | None
+    rate_history: list[tuple[float, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, rounded as every API answer shows it."""
+        return {
+            "elapsed_seconds": _rounded(self.elapsed_seconds),
+            "average_rows_per_second": _rounded(self.average_rows_per_second),
+            "rate_history": [[round(t, 2), round(r, 1)] for t, r in self.rate_history],
+        }
+
+
+def unit_runs(store: Store, task_id: str) -> dict[str, UnitRun]:
+    """Each unit's last run, from the event log: from its last `running` event to its
+    newest event (its end, for a unit that finished), rows counted in that run only."""
+    with store.session() as s:
+        rows = s.execute(
+            select(
+                TaskUnitEventRow.unit_id,
+                TaskUnitEventRow.kind,
+                TaskUnitEventRow.status,
+                TaskUnitEventRow.created_at,
+                TaskUnitEventRow.processed_records,
+            )
+            .where(TaskUnitEventRow.task_id == task_id, TaskUnitEventRow.unit_id.is_not(None))
+            .order_by(TaskUnitEventRow.id)
+        ).all()
+    runs: dict[str, list[_Sample]] = {}
+    for unit_id, kind, status, at, processed in rows:
+        if kind == "status" and status == UnitStatus.RUNNING.value:
+            runs[str(unit_id)] = []  # a new run: forget the earlier ones
+        runs.setdefault(str(unit_id), []).append((at, int(processed)))
+    return {unit_id: _unit_run(unit_id, samples) for unit_id, samples in runs.items()}
+
+
+def _unit_run(unit_id: str, samples: list[_Sample]) -> UnitRun:
+    if len(samples) < 2:
+        return UnitRun(unit_id, None, None, [])
+    (t0, n0), (t1, n1) = samples[0], samples[-1]
+    elapsed = (t1 - t0).total_seconds()
+    average = (n1 - n0) / elapsed if elapsed > 0 else None
+    step = max(1, -(-(len(samples) - 1) // HISTORY_POINTS))  # ceil: at most HISTORY_POINTS
+    picked = samples[::step]
+    if picked[-1] is not samples[-1]:
+        picked.append(samples[-1])
+    history = []
+    for (a, na), (b, nb) in zip(picked, picked[1:], strict=False):
+        seconds = (b - a).total_seconds()
+        if seconds > 0:
+            history.append(((b - t0).total_seconds(), max(0.0, (nb - na) / seconds)))
+    return UnitRun(unit_id, elapsed, average, history)

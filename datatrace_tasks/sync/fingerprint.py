@@ -60,18 +60,19 @@ class Side:
     def scope_sql(self, mark: str) -> tuple[str, list[Any]]:
         """The scope's condition (empty: every row) and its parameter, `mark` its placeholder.
 
-        A date or datetime is compared as its token, whose fixed-width text sorts in time
-        order on every server (in PostgreSQL's "C" collation), so both sides pick the
-        same rows however each stores the type.
+        MySQL and PostgreSQL compare the column with a typed parameter (exact to the
+        microsecond, and it can use an index on the cursor). SQLite, which keeps a date
+        or datetime as text of more than one form, compares its token, whose fixed-width
+        text sorts in time order, so both sides pick the same rows.
         """
         if self.scope is None:
             return "", []
         col, low = self.scope.column, self.scope.low
         if col.kind == "integer":
             return f"{self.quote(col.name)} >= {mark}", [int(low)]
+        if self.dialect != "sqlite":
+            return f"{self.quote(col.name)} >= {mark}", [low]
         token = token_sql(self.dialect, self.quote(col.name), col, wkb_only=self.wkb_only)
-        if self.dialect == "postgresql":
-            token = f'({token}) COLLATE "C"'
         if col.kind == "datetime":
             return f"{token} >= {mark}", [low.isoformat(sep=" ", timespec="microseconds")]
         return f"{token} >= {mark}", [low.isoformat()]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -147,6 +148,7 @@ def copy_window(
     resumed = checkpoint is not None and "incremental" in checkpoint
     ranges = from_checkpoint(checkpoint) if resumed else None
     rng = ranges[0] if ranges else KeyRange(None, None)
+    started = time.perf_counter()
     with dbs.source.connect() as conn:
         count = conn.execute(sa.select(sa.func.count()).where(where(table.sa_table()))).scalar_one()
     reporter.set_total(int(count))
@@ -173,4 +175,5 @@ def copy_window(
         reporter.report(rng.rows, {**to_checkpoint([rng]), "incremental": window.to_json()})
         throttle.wait(len(batch.rows))
     stats["rows_written"] = stats["rows_read"]
+    stats["copy_seconds"] = round(time.perf_counter() - started, 3)
     return stats

@@ -161,3 +161,63 @@ class TestDashboard:
             assert _percentage(page, "orders") == 100.0
         finally:
             page.close()
+
+    def test_a_finished_unit_shows_its_run_and_the_page_lists_the_jobs_runs(
+        self, browser: object, sqlite_store: Store, serve: Serve
+    ) -> None:
+        """A unit that ran at exactly 1,500 rows/s and verified shows its elapsed time,
+        its average speed, a rows/s line and its verified row count; a long error shows
+        its start and opens to the whole text; the job's two runs are listed. A unit that
+        completes while the page is open gets its figures without a reload."""
+        store = sqlite_store
+        manager = TaskManager(store, progress_interval=0)
+        older = manager.create_task("nightly", ["orders"])
+        store.set_task_status(older, "completed", "1 unit")
+        task_id = manager.create_task("nightly", ["orders", "items", "views"])
+        store.set_task_status(task_id, "running", "3 units to run")
+        manager.update_unit_status_with_sync(task_id, "orders", UnitStatus.RUNNING)
+        for done in range(2_000, 60_001, 2_000):
+            manager.update_unit_progress_with_sync(task_id, "orders", done, force=True)
+        manager.record_verification(
+            task_id, "orders", {"ok": True, "source_rows": 60_000, "target_rows": 60_000}
+        )
+        manager.update_unit_status_with_sync(task_id, "orders", UnitStatus.COMPLETED)
+        pace_events(store, task_id, "orders", 1500.0)
+        error = "SchemaIncompatible: target table 'items'" + "; cannot take column x" * 8
+        manager.update_unit_status_with_sync(task_id, "items", UnitStatus.RUNNING)
+        manager.fail_unit_with_sync(task_id, "items", error)
+        manager.update_unit_status_with_sync(task_id, "views", UnitStatus.RUNNING)
+        live = serve(store.url, token=TOKEN)
+        page = browser.new_page(viewport={"width": 1366, "height": 900})  # type: ignore[attr-defined]
+        page.set_default_timeout(TIMEOUT_MS)
+        try:
+            page.goto(f"{live.base_url}/?token={TOKEN}#{task_id}")
+            orders = page.locator('#units tr[data-unit-id="orders"]')
+            orders.locator("svg.spark polyline").wait_for(state="attached")  # flat: no height
+            assert orders.locator(".elapsed").inner_text() == "40.0s"
+            assert orders.locator(".rate").inner_text() == "1,500/s"
+            assert orders.locator(".verified").inner_text() == "✓ 60,000 rows"
+            items = page.locator('#units tr[data-unit-id="items"] .error')
+            assert items.locator("summary").inner_text().endswith("…")
+            assert not items.locator("pre").is_visible()
+            items.locator("summary").click()
+            assert items.locator("pre").inner_text() == error
+            page.wait_for_selector("#runs:not([hidden])")
+            runs = page.locator("#runs-body tr")
+            assert runs.count() == 2
+            assert runs.nth(0).get_attribute("data-task-id") == task_id
+
+            views = page.locator('#units tr[data-unit-id="views"]')
+            assert views.locator(".verified").inner_text() == "–"
+            manager.update_unit_progress_with_sync(task_id, "views", 500, force=True)
+            manager.record_verification(
+                task_id, "views", {"ok": True, "source_rows": 500, "target_rows": 500}
+            )
+            manager.update_unit_status_with_sync(task_id, "views", UnitStatus.COMPLETED)
+            page.wait_for_function(
+                "document.querySelector('#units tr[data-unit-id=\"views\"] .verified')"
+                ".textContent === '✓ 500 rows'"
+            )
+            assert views.locator(".elapsed").inner_text() != "–"
+        finally:
+            page.close()

@@ -258,3 +258,37 @@ class TestJobRuns:
         assert (body[0]["rows_written"], body[0]["rows_deleted"]) == (5, 2)
         assert body[0]["created_at"].endswith(("Z", "+00:00"))  # RFC 3339, UTC
         assert none.status_code == 200 and none.json() == []
+
+
+class TestUnitRuns:
+    def test_a_finished_unit_has_its_elapsed_time_average_speed_chart_and_verification(
+        self, serve: Serve, store_url: str, fast_manager: TaskManager
+    ) -> None:
+        """A unit that ran 0 -> 60,000 rows at exactly 1,500 rows/s and verified: the units
+        answer gives 40 s elapsed, 1,500 rows/s on average, a rows/s series of at most 40
+        points ending at 40 s, all at 1,500, and what verification found; a unit that never
+        ran has none of these."""
+        manager = fast_manager
+        task_id = manager.create_task("shop", [("orders", "orders"), ("views", "views")])
+        manager.update_unit_status_with_sync(task_id, "orders", UnitStatus.RUNNING)
+        for done in range(1_000, 60_001, 1_000):
+            manager.update_unit_progress_with_sync(task_id, "orders", done, force=True)
+        manager.record_verification(
+            task_id, "orders", {"ok": True, "source_rows": 60_000, "target_rows": 60_000}
+        )
+        manager.update_unit_status_with_sync(task_id, "orders", UnitStatus.COMPLETED)
+        pace_events(manager.store, task_id, "orders", 1500.0)
+        with serve(store_url).client() as client:
+            units = {u["id"]: u for u in client.get(f"/api/tasks/{task_id}/units").json()["units"]}
+        orders = units["orders"]
+        assert (orders["elapsed_seconds"], orders["average_rows_per_second"]) == (40.0, 1500.0)
+        history = orders["rate_history"]
+        assert 2 <= len(history) <= 40 and history[-1][0] == 40.0
+        assert {rate for _, rate in history} == {1500.0}
+        assert orders["verification"]["ok"] and orders["verification"]["target_rows"] == 60_000
+        views = units["views"]
+        assert (views["elapsed_seconds"], views["rate_history"], views["verification"]) == (
+            None,
+            [],
+            None,
+        )

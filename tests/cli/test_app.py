@@ -186,6 +186,55 @@ class TestRun:
         assert "2 of 2 units completed, 0 failed" in shown.stdout
         assert "1,230 rows" in shown.stdout
 
+    def test_the_summary_is_whole_at_80_columns(
+        self, tmp_path: Path, source: str, prefect_api_url: str
+    ) -> None:
+        """At 80 columns every status shows whole (not "comple…") and a failed unit's
+        error is printed in full below the table, as the store holds it."""
+        target = tmp_path / "t.db"
+        job = write_job(
+            tmp_path / "job.yaml", f"name: x\nsource: {source}\ntarget: sqlite:///{target}\n"
+        )
+        first = datatrace(
+            "run", str(job), state=tmp_path / "s.db", env={"PREFECT_API_URL": prefect_api_url}
+        )
+        assert first.returncode == 0, first.stdout + first.stderr
+        engine = sa.create_engine(f"sqlite:///{target}")
+        with engine.begin() as conn:  # the next run's writes to beta fail, with a long reason
+            reason = "beta is frozen for the audit; " * 4
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER frozen BEFORE INSERT ON beta BEGIN SELECT RAISE(ABORT, '{reason}');"
+                " END"
+            )
+        engine.dispose()
+        env = {"PREFECT_API_URL": prefect_api_url, "COLUMNS": "80"}
+        out = datatrace("run", str(job), state=tmp_path / "s.db", env=env)
+        assert out.returncode == 1, out.stdout + out.stderr
+        task_id = re.search(r"sync task (\S+)", out.stdout)
+        assert task_id, out.stdout
+        state = sa.create_engine(f"sqlite:///{tmp_path / 's.db'}")
+        with state.connect() as conn:
+            error = conn.execute(
+                sa.text(
+                    "SELECT error_message FROM task_unit_runtimes"
+                    " WHERE unit_id = 'beta' AND task_id = :task"
+                ),
+                {"task": task_id.group(1)},
+            ).scalar_one()
+        state.dispose()
+        assert len(error) > 80
+        for shown in (
+            out.stdout,
+            datatrace(
+                "status", task_id.group(1), state=tmp_path / "s.db", env={"COLUMNS": "80"}
+            ).stdout,
+        ):
+            lines = shown.splitlines()
+            assert max(len(line) for line in lines) <= 80, shown
+            assert any("alpha" in line and "completed" in line for line in lines), shown
+            assert any("beta" in line and "failed" in line for line in lines), shown
+            assert " ".join(" ".join(shown.split()).split()).find(" ".join(error.split())) >= 0
+
 
 class TestHistory:
     def test_a_differential_rerun_shows_in_the_jobs_history(
