@@ -203,8 +203,8 @@ class TestRun:
         with engine.begin() as conn:  # the next run's writes to beta fail, with a long reason
             reason = "beta is frozen for the audit; " * 4
             conn.exec_driver_sql(
-                f"CREATE TRIGGER frozen BEFORE INSERT ON beta BEGIN SELECT RAISE(ABORT, '{reason}');"
-                " END"
+                "CREATE TRIGGER frozen BEFORE INSERT ON beta"
+                f" BEGIN SELECT RAISE(ABORT, '{reason}'); END"
             )
         engine.dispose()
         env = {"PREFECT_API_URL": prefect_api_url, "COLUMNS": "80"}
