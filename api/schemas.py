@@ -41,6 +41,10 @@ class JobRunOut(BaseModel):
     rows_deleted: int = Field(description="Rows deleted on the target (differential mode).")
     seconds: float | None = Field(description="First unit start to last unit end.")
     message: str
+    flow_run_id: str | None = Field(description="The Prefect flow run that ran it last.")
+    flow_run_url: str | None = Field(
+        description="That flow run in the Prefect UI; null: the UI address was not known."
+    )
 
 
 class TaskOut(BaseModel):

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from bench import MYSQL_URL, machine, mysql_cli, publish
+from bench import MYSQL_URL, machine, mysql_cli, peer_dlt, publish
 from bench.copy import TABLE
 from bench.peer_datatrace import DataTrace, executable
 from bench.peer_runs import (
@@ -94,23 +94,39 @@ def _job(tmp: Path, pair: str, mode: str) -> Path:
     return path
 
 
-def one_round(dtrace: DataTrace, pair: str, mode: str, job: Path, rows: int) -> dict[str, Any]:
-    """A full copy into an empty target, the change, the re-sync; both timed."""
+def one_round(
+    dtrace: DataTrace, pair: str, mode: str, job: Path, rows: int, dlt: Path | None
+) -> dict[str, Any]:
+    """A full copy into an empty target, the change, the re-sync; both timed. With `dlt`
+    (its interpreter), dlt's first and incremental loads of the same states are timed
+    too, each right after DataTrace's, into a schema of its own."""
     generate(rows)
     add_cursor()
     reset_pg() if pair == "pg" else reset_mysql()
     env = dtrace.env(ephemeral=False)
     full = timed([executable(), "run", str(job)], env=env)
+    peer: dict[str, Any] = {}
+    if dlt is not None:
+        peer_dlt.forget(job.parent)
+        first = peer_dlt.load(dlt, job.parent, f"{MYSQL_URL}/{SRC}", pg_url(), TABLE, CURSOR)
+        peer = {"dlt_full": first.seconds, "dlt_ok": first.returncode == 0}
     changed = change_source(rows, deletes=mode == "differential")
     again = timed([executable(), "run", str(job)], env=env)
     counted = count_pg("public") if pair == "pg" else count_mysql(MY_DST)
     source = count_mysql(SRC)
+    if dlt is not None:
+        later = peer_dlt.load(dlt, job.parent, f"{MYSQL_URL}/{SRC}", pg_url(), TABLE, CURSOR)
+        same = count_pg(peer_dlt.DATASET) == source
+        peer.update(dlt_resync=later.seconds, dlt_ok=peer["dlt_ok"] and later.returncode == 0)
+        peer["dlt_ok"] = peer["dlt_ok"] and same
+        peer["dlt_output"] = "" if peer["dlt_ok"] else later.output[-300:]
     return {
         "full": full.seconds,
         "resync": again.seconds,
         "ok": full.returncode == 0 and again.returncode == 0 and counted == source,
         "changed": changed,
         "output": again.output if again.returncode else "",
+        **peer,
     }
 
 
@@ -121,6 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pairs", default="pg,my")
     parser.add_argument("--modes", default="differential,incremental")
+    parser.add_argument(
+        "--no-dlt", action="store_true", help="do not set dlt beside the incremental re-sync"
+    )
     parser.add_argument("--no-record", action="store_true", help="do not append to README")
     args = parser.parse_args(argv)
     pairs = [p for p in args.pairs.split(",") if p in PAIRS]
@@ -130,11 +149,14 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="dt-bench-resync-") as tmp:
         dtrace = DataTrace(Path(tmp))
         jobs = {case: _job(Path(tmp), *case) for case in cases}
+        dlt = None if args.no_dlt or "incremental" not in modes else peer_dlt.python()
         dtrace.start()
         try:
             for _ in range(args.repeats):
-                for case in cases:
-                    results[case].append(one_round(dtrace, *case, jobs[case], args.rows))
+                for pair, mode in cases:
+                    with_dlt = dlt if (pair, mode) == ("pg", "incremental") else None
+                    run = one_round(dtrace, pair, mode, jobs[pair, mode], args.rows, with_dlt)
+                    results[pair, mode].append(run)
         finally:
             dtrace.stop()
             drop_all()
@@ -172,6 +194,25 @@ def _report(
         for run in runs:
             if run["output"]:
                 lines.append(f"- a failed re-sync said: {run['output'][-300:]!r}")
+        if runs and "dlt_resync" in runs[0]:
+            lines += _dlt_lines(runs, resync)
+    return lines
+
+
+def _dlt_lines(runs: list[dict[str, Any]], resync: float) -> list[str]:
+    """dlt's loads of the same states beside DataTrace's incremental re-sync."""
+    full = statistics.median(r["dlt_full"] for r in runs)
+    later = statistics.median(r["dlt_resync"] for r in runs)
+    exact = sum(r["dlt_ok"] for r in runs)
+    lines = [
+        f"- dlt (sql_table, pyarrow, incremental on {CURSOR}, merge; no verification):"
+        f" first load {full:.2f} s, incremental load {later:.2f} s ({later / full:.2f}x its"
+        f" own first load), target count equal {exact} of {len(runs)};"
+        f" DataTrace's incremental re-sync / dlt's: {resync / later:.2f}x",
+    ]
+    for run in runs:
+        if run.get("dlt_output"):
+            lines.append(f"- dlt said: {run['dlt_output']!r}")
     return lines
 
 

@@ -284,6 +284,15 @@ async function loadRuns() {
       } else cell.textContent = text;
       row.append(cell);
     });
+    const prefect = document.createElement("td");
+    if (run.flow_run_url) {
+      const link = document.createElement("a");
+      link.href = run.flow_run_url; link.target = "_blank"; link.rel = "noopener";
+      link.textContent = "flow run ↗";
+      link.addEventListener("click", (e) => e.stopPropagation());
+      prefect.append(link);
+    }
+    row.append(prefect);
     row.addEventListener("click", () => select(run.task_id));
     body.append(row);
   }

@@ -142,4 +142,6 @@ def history_lines(name: str, runs: Sequence[JobRun]) -> list[str]:
             f"  rows read {run.rows_read:,}, written {run.rows_written:,},"
             f" deleted {run.rows_deleted:,}{seconds}",
         ]
+        if run.flow_run_url:  # alone on its line: 75 characters for a local server
+            lines.append(f"  {run.flow_run_url}")
     return lines

@@ -226,6 +226,7 @@ def _flow_body(
 
     def sync_units() -> State[Any]:
         manager = handle.get()
+        _record_flow_run(manager, task_id)
         with (
             cancel_watch(manager, task_id) as cancelled,
             progress_artifact(manager, task_id, task_name),
@@ -245,6 +246,16 @@ def _flow_body(
         return _final_state(manager, task_id, cancelled=cancelled.is_set())
 
     return sync_units
+
+
+def _record_flow_run(manager: UnitCache, task_id: str) -> None:
+    """Tell the store which Prefect flow run this is, and where the Prefect UI shows it."""
+    from prefect.runtime import flow_run
+    from prefect.utilities.urls import url_for
+
+    run_id = flow_run.get_id()
+    if run_id is not None:
+        manager.store.record_flow_run(task_id, run_id, url_for("flow-run", obj_id=run_id))
 
 
 def _run_all(unit_task: Any, names: dict[str, str], concurrency: int, *, mapped: bool) -> None:

@@ -36,6 +36,8 @@ class JobRun:
     rows_deleted: int
     seconds: float | None
     message: str
+    flow_run_id: str | None = None  # the Prefect flow run that ran it last
+    flow_run_url: str | None = None  # where the Prefect UI shows it, when that was known
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (the side-app's `/api/jobs/{name}/runs`)."""
@@ -52,6 +54,7 @@ def _run(task: SyncTaskRow, units: list[TaskUnitRuntimeRow]) -> JobRun:
     # What the run did, not what the job asked: a differential job's first run is a full copy.
     done = {f["mode"] for f in figures if "mode" in f}
     changed = sorted(done - {"full"})
+    flow_runs = (task.spec or {}).get("flow_runs") or [{}]
     mode = (changed[0] if changed else "full") if done else job.get("mode")
     return JobRun(
         task_id=task.id,
@@ -67,6 +70,8 @@ def _run(task: SyncTaskRow, units: list[TaskUnitRuntimeRow]) -> JobRun:
         rows_deleted=sum(int(f.get("rows_deleted", 0)) for f in figures),
         seconds=(max(ends) - min(starts)).total_seconds() if starts and ends else None,
         message=task.message,
+        flow_run_id=flow_runs[-1].get("id"),
+        flow_run_url=flow_runs[-1].get("url"),
     )
 
 

@@ -115,6 +115,17 @@ class TaskRows(StoreConnection):
             ).one()
             s.add(_task_event(task_id, status, message, processed=counts[0], total=counts[1]))
 
+    def record_flow_run(self, task_id: str, flow_run_id: str, url: str | None) -> None:
+        """Keep the Prefect flow run that runs the task now (a run and each resume are
+        one each), newest last in `spec["flow_runs"]`, with its UI address if known."""
+        with self.session() as s:
+            row = s.get(SyncTaskRow, task_id)
+            if row is None:
+                raise TaskNotFound(task_id)
+            spec = dict(row.spec or {})
+            spec["flow_runs"] = [*spec.get("flow_runs", []), {"id": flow_run_id, "url": url}]
+            row.spec = spec
+
     def claim_task(self, task_id: str, owner: str, *, lease_seconds: float) -> None:
         """Take the task for `owner`, unless another owner's lease is still fresh.
 

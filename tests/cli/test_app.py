@@ -271,6 +271,11 @@ class TestHistory:
         assert "rows read 2, written 2, deleted 1" in lines[newest + 2]
         assert "rows read 1,230, written 1,230, deleted 0" in lines[oldest + 2]
         assert re.search(r"task \S{36}$", lines[newest + 1])
+        # Each run names its Prefect flow run, there on the server with the job's name.
+        link = re.fullmatch(r"  (http\S+/runs/flow-run/(\S{36}))", lines[newest + 3])
+        assert link, shown.stdout
+        run = httpx.get(f"{prefect_api_url}/flow_runs/{link.group(2)}", timeout=30).json()
+        assert run["name"] == "nightly"
         for table in ("alpha", "beta"):  # the amounts were verified ("2 verified")
             copied = [r[:2] for r in target_rows(target, table)]
             assert copied == [r[:2] for r in target_rows(source, table)]

@@ -40,10 +40,13 @@ def source_with_password() -> Iterator[str]:
     for url in _scratch_database(MYSQL_ENV):
         engine = sa.create_engine(url)
         database = sa.engine.make_url(url).database
+        # A user of this database's own: two tests at once on two workers must not
+        # drop each other's.
+        user = f"dt_dask_{str(database)[-10:]}"
         with engine.begin() as conn:
-            conn.exec_driver_sql("DROP USER IF EXISTS 'dt_dask'@'%%'")
-            conn.exec_driver_sql(f"CREATE USER 'dt_dask'@'%%' IDENTIFIED BY '{PASSWORD}'")
-            conn.exec_driver_sql(f"GRANT ALL ON `{database}`.* TO 'dt_dask'@'%%'")
+            conn.exec_driver_sql(f"DROP USER IF EXISTS '{user}'@'%%'")
+            conn.exec_driver_sql(f"CREATE USER '{user}'@'%%' IDENTIFIED BY '{PASSWORD}'")
+            conn.exec_driver_sql(f"GRANT ALL ON `{database}`.* TO '{user}'@'%%'")
             for table, rows in TABLES.items():
                 conn.exec_driver_sql(f"CREATE TABLE {table} (id INT PRIMARY KEY, v VARCHAR(20))")
                 conn.exec_driver_sql(
@@ -53,9 +56,9 @@ def source_with_password() -> Iterator[str]:
         engine.dispose()
         server = sa.engine.make_url(url)
         where = f"{server.host}:{server.port or 3306}/{database}"
-        yield f"mysql+pymysql://dt_dask:${{DT_DASK_PASSWORD}}@{where}"
+        yield f"mysql+pymysql://{user}:${{DT_DASK_PASSWORD}}@{where}"
         with sa.create_engine(url).begin() as conn:
-            conn.exec_driver_sql("DROP USER IF EXISTS 'dt_dask'@'%%'")
+            conn.exec_driver_sql(f"DROP USER IF EXISTS '{user}'@'%%'")
 
 
 def _job(tmp_path: Path, source: str) -> Path:
