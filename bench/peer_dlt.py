@@ -62,7 +62,9 @@ def load(exe: Path, folder: Path, source: str, target: URL, table: str, cursor: 
     """One dlt pipeline run (`folder` keeps its local state between runs)."""
     script = folder / "dlt_job.py"
     script.write_text(SCRIPT)
-    pg = target.set(drivername="postgresql").render_as_string(hide_password=False)
+    # dlt insists on a password; a server with trust auth never asks for it.
+    pg_target = target.set(drivername="postgresql", password=target.password or "unused")
+    pg = pg_target.render_as_string(hide_password=False)
     state = str(folder / "state")
     return timed([str(exe), str(script), source, pg, table, cursor, "id", state, DATASET])
 

@@ -146,8 +146,9 @@ def copy_table(
         )
         return _set_mark(unit, window, verify)
     if job.mode == "differential" and checkpoint is None and has_rows(dbs, spec):
-        unit.extra["copy"] = resync_table(dbs, table, spec, reporter)
-        return _verify_copy(dbs, job, table, spec, unit, reporter, unit.extra["copy"], verify)
+        # The comparison and the re-check of what it repaired are the verification.
+        unit.extra["copy"], unit.extra["verification"] = resync_table(dbs, table, spec, reporter)
+        return reporter.set_verification(unit.extra["verification"])
     carry = {} if window is None else {"incremental": window.to_json()}
     stats = _copy_ranges(dbs, job, table, spec, unit, reporter, carry)
     # A resumed unit re-copies the rows that differ, once, then verifies again.

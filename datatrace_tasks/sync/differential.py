@@ -4,9 +4,11 @@ No cursor column is needed, and deletes are seen. Both servers fingerprint their
 in buckets of keys (the verification's own aggregates, in buckets small enough to hold
 about `ROWS_PER_BUCKET` rows each); only the buckets that differ are compared row by
 row; the rows that differ or are missing are read again from the source and upserted,
-the rows gone from the source are deleted; then the table is verified as after a full
-copy. A run killed midway keeps nothing to resume: the next run compares again, and
-whatever the killed run wrote is either already right or found different again.
+the rows gone from the source are deleted; then the buckets that differed are
+fingerprinted again on both servers and must agree (the others were proven equal by
+the comparison itself). A run killed midway keeps nothing to resume: the next run
+compares again, and whatever the killed run wrote is either already right or found
+different again.
 """
 
 from __future__ import annotations
@@ -16,13 +18,21 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from datatrace_tasks.exceptions import VerificationFailed
 from datatrace_tasks.state.reporter import ProgressReporter
 from datatrace_tasks.sync.catalog import SourceTable
 from datatrace_tasks.sync.ddl import TargetTable
 from datatrace_tasks.sync.engines import Databases
 from datatrace_tasks.sync.fingerprint import Fingerprint, Side
 from datatrace_tasks.sync.repair import repair_rows
-from datatrace_tasks.sync.verify import BUCKETS, differences, wkb_only
+from datatrace_tasks.sync.verify import (
+    BUCKETS,
+    VerificationResult,
+    differences,
+    verified,
+    wkb_only,
+    xor_of,
+)
 
 ROWS_PER_BUCKET = 16
 """Rows in a bucket on average: a changed row makes about this many rows to compare."""
@@ -46,12 +56,18 @@ def has_rows(dbs: Databases, spec: TargetTable) -> bool:
 
 def resync_table(
     dbs: Databases, table: SourceTable, spec: TargetTable, reporter: ProgressReporter
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], VerificationResult]:
     """Make the target table equal to the source by changing only what differs.
 
-    Returns the unit's `copy` figures: buckets compared, rows written (upserted) and
-    deleted, seconds spent comparing and writing. The progress bar counts the source's
-    rows as compared once the comparison is done.
+    Returns the unit's `copy` figures (buckets compared, rows written (upserted) and
+    deleted, seconds spent comparing and writing) and its verification. The comparison
+    is the proof for the buckets that were equal; the buckets that differed are
+    fingerprinted again on both servers after the repair, and must now agree. The
+    progress bar counts the source's rows as compared once the comparison is done.
+
+    Raises:
+        VerificationFailed: a repaired bucket still differs (the source changed meanwhile,
+            or the target would not take a row as it is).
     """
     started = time.perf_counter()
     flat = wkb_only(dbs.source, dbs.target)
@@ -68,10 +84,22 @@ def resync_table(
         "rows_deleted": len(diff.extra_keys),
         "compare_seconds": round(time.perf_counter() - started, 3),
     }
+    reporter.set_total(diff.source_rows)
+    reporter.report(diff.source_rows)
+    rows, total = diff.source_rows, diff.source_total
     if diff.found:
         written = time.perf_counter()
         repair_rows(dbs, table, spec, diff)
         stats["write_seconds"] = round(time.perf_counter() - written, 3)
-    reporter.set_total(diff.source_rows)
-    reporter.report(diff.source_rows)
-    return stats
+        checked = time.perf_counter()
+        again = differences(
+            table, src, dst, allow_extra_rows=False, buckets=buckets, only=diff.buckets
+        )
+        stats["verify_seconds"] = round(time.perf_counter() - checked, 3)
+        if again.found:
+            raise VerificationFailed(again.message, again)
+        before = diff.chosen_source.values()
+        rows += again.source_rows - sum(n for n, _ in before)
+        total ^= xor_of(before) ^ again.source_total
+    method = "server fingerprints by key bucket"
+    return stats, verified(table, rows, rows, total, method=method, rechecked=len(diff.buckets))

@@ -130,6 +130,8 @@ class Fingerprint:
         self.multiset = not side.key
         self.combine = "SUM" if self.multiset else "BIT_XOR"
         self.scope, self.scope_params = side.scope_sql("?" if side.dialect == "sqlite" else "%s")
+        # Key values of the rows `rows` last read, by key text (None: not read by it).
+        self.key_values_read: dict[str, tuple[Any, ...]] | None = None
 
     def _scoped(self, where: str = "", params: Sequence[Any] = ()) -> tuple[str, list[Any]]:
         """`where` (a ` WHERE ...` clause or empty) narrowed to the side's scope."""
@@ -228,17 +230,21 @@ class Fingerprint:
             total = self._add(total, part)
         return sum(n for n, _ in sums), total & MASK64
 
-    def buckets(self, buckets: int) -> dict[int, Aggregate]:
-        """(rows, sum) per bucket of keys."""
+    def buckets(self, buckets: int, only: set[int] | None = None) -> dict[int, Aggregate]:
+        """(rows, sum) per bucket of keys (of the buckets `only`, if given)."""
         if self.side.dialect == "sqlite":
             out: dict[int, list[int]] = {}
             for key, text in self._pairs():
-                agg = out.setdefault(_bucket(key, buckets), [0, 0])
+                b = _bucket(key, buckets)
+                if only is not None and b not in only:
+                    continue
+                agg = out.setdefault(b, [0, 0])
                 agg[0] += 1
                 agg[1] = self._add(agg[1], int.from_bytes(_digest(text)[:8], "big"))
             return {b: (n, x & MASK64) for b, (n, x) in out.items()}
         bucket, hashed = self._bucket_sql(buckets), self._hash64(self.row)
-        where, params = self._scoped()
+        picked = "" if only is None else ", ".join(str(b) for b in sorted(only)) or "-1"
+        where, params = self._scoped(f" WHERE {bucket} IN ({picked})" if picked else "")
         found = self._query(
             f"SELECT {bucket}, COUNT(*), {self.combine}({hashed})"  # noqa: S608
             f" FROM {self.name}{where} GROUP BY 1",
@@ -247,21 +253,24 @@ class Fingerprint:
         return {int(b): (int(n), int(x or 0) & MASK64) for b, n, x in found}
 
     def rows(self, buckets: int, chosen: set[int]) -> dict[str, int]:
-        """Row hash by key text, for the rows in the `chosen` buckets."""
+        """Row hash by key text, for the rows in the `chosen` buckets (their stored key
+        values are kept in `key_values_read`, for a repair to use without a second scan)."""
         if self.side.dialect == "sqlite":
+            self.key_values_read = None
             return {
                 key: int.from_bytes(_digest(text)[:8], "big")
                 for key, text in self._pairs()
                 if _bucket(key, buckets) in chosen
             }
         picked = ", ".join(str(b) for b in sorted(chosen))
-        hashed = self._hash64(self.row)
+        hashed, keys = self._hash64(self.row), ", ".join(self.keys)
         where, params = self._scoped(f" WHERE {self._bucket_sql(buckets)} IN ({picked})")
         found = self._query(
-            f"SELECT {self.keytext}, {hashed} FROM {self.name}{where}",  # noqa: S608
+            f"SELECT {self.keytext}, {hashed}, {keys} FROM {self.name}{where}",  # noqa: S608
             params,
         )
-        return {str(k): int(h) & MASK64 for k, h in found}
+        self.key_values_read = {str(row[0]): tuple(row[2:]) for row in found}
+        return {str(row[0]): int(row[1]) & MASK64 for row in found}
 
     def key_values(self, buckets: int, chosen: set[int], texts: set[str]) -> list[tuple[Any, ...]]:
         """The stored key values of the rows whose key texts are `texts` (in `chosen`)."""

@@ -37,8 +37,13 @@ def repair_rows(dbs: Databases, table: SourceTable, spec: TargetTable, diff: Dif
     src = Fingerprint(Side(dbs.source, table.name, table.columns, table.key, flat))
     dst = Fingerprint(Side(dbs.target, spec.table.name, table.columns, table.key, flat))
     chosen, buckets = set(diff.buckets), diff.bucket_count
-    wanted = src.key_values(buckets, chosen, set(diff.source_keys)) if diff.source_keys else []
-    unwanted = dst.key_values(buckets, chosen, set(diff.extra_keys)) if diff.extra_keys else []
+    # The comparison read the key values with the row hashes; else look them up now.
+    wanted = list(diff.source_values or ()) if diff.source_values is not None else []
+    if diff.source_values is None and diff.source_keys:
+        wanted = src.key_values(buckets, chosen, set(diff.source_keys))
+    unwanted = list(diff.extra_values or ()) if diff.extra_values is not None else []
+    if diff.extra_values is None and diff.extra_keys:
+        unwanted = dst.key_values(buckets, chosen, set(diff.extra_keys))
     source_table = table.sa_table()
     select = sa.select(*projection(table, source_table, dbs.target.dialect.name))
     source_keys = [source_table.c[name] for name in table.key]

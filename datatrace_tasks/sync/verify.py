@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
@@ -27,7 +27,7 @@ from datatrace_tasks.exceptions import DataTraceError, VerificationFailed
 from datatrace_tasks.sync.catalog import SourceTable, resolve_tables
 from datatrace_tasks.sync.ddl import TargetTable, target_table
 from datatrace_tasks.sync.engines import Databases, is_mysql
-from datatrace_tasks.sync.fingerprint import Fingerprint, Scope, Side
+from datatrace_tasks.sync.fingerprint import Aggregate, Fingerprint, Scope, Side
 from datatrace_tasks.sync.job import Job
 
 VerificationResult = dict[str, Any]
@@ -77,6 +77,13 @@ class Differences:
     message: str
     bucket_count: int = BUCKETS  # how many buckets the keys were spread over
     source_rows: int = 0  # COUNT(*) of the source, summed over the buckets
+    source_total: int = 0  # the XOR of the source's row hashes, over the buckets
+    target_rows: int = 0
+    chosen_source: Mapping[int, Aggregate] = field(default_factory=dict)  # differing buckets
+    # The stored key values of `source_keys` and `extra_keys`, as the comparison read
+    # them (None: not read; a repair looks them up).
+    source_values: tuple[tuple[Any, ...], ...] | None = None
+    extra_values: tuple[tuple[Any, ...], ...] | None = None
 
     @property
     def found(self) -> bool:
@@ -91,14 +98,22 @@ def differences(
     *,
     allow_extra_rows: bool,
     buckets: int = BUCKETS,
+    only: frozenset[int] | None = None,
 ) -> Differences:
     """What differs, found bucket by bucket (`found` is false when nothing, or only
-    allowed extra rows, does)."""
-    ours, theirs = _both(lambda: src.buckets(buckets), lambda: dst.buckets(buckets))
+    allowed extra rows, does); `only`: compare those buckets and no others."""
+    picked = None if only is None else set(only)
+    ours, theirs = _both(lambda: src.buckets(buckets, picked), lambda: dst.buckets(buckets, picked))
     source_rows = sum(n for n, _ in ours.values())
+    sums: dict[str, Any] = {
+        "source_rows": source_rows,
+        "source_total": xor_of(ours.values()),
+        "target_rows": sum(n for n, _ in theirs.values()),
+    }
     chosen = {b for b in set(ours) | set(theirs) if ours.get(b) != theirs.get(b)}
+    sums["chosen_source"] = {b: ours[b] for b in chosen if b in ours}
     if not chosen:
-        return Differences(frozenset(), (), (), "", buckets, source_rows)
+        return Differences(frozenset(), (), (), "", buckets, **sums)
     if table.key:
         mine, yours = _both(lambda: src.rows(buckets, chosen), lambda: dst.rows(buckets, chosen))
         missing = sorted(k for k in mine if k not in yours)
@@ -112,7 +127,7 @@ def differences(
         extra = sorted((theirs_rows - ours_rows).elements())
         changed = []
     if not missing and not changed and (allow_extra_rows or not extra):
-        return Differences(frozenset(chosen), (), (), "", buckets, source_rows)
+        return Differences(frozenset(chosen), (), (), "", buckets, **sums)
     parts = []
     for label, keys in (
         ("differ", changed),
@@ -123,19 +138,35 @@ def differences(
             named = ", ".join(show_key(table, k) for k in keys[:_SHOWN])
             more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
             parts.append(f"{len(keys)} row(s) {label}: key {named}{more}")
-    target_rows = sum(n for n, _ in theirs.values())
-    if source_rows != target_rows:
-        parts.insert(0, f"row counts differ, source {source_rows}, target {target_rows}")
+    if source_rows != sums["target_rows"]:
+        parts.insert(0, f"row counts differ, source {source_rows}, target {sums['target_rows']}")
     columns = ", ".join(table.key) or "none: whole rows compared"
     message = f"table {table.name!r} (key {columns}): " + "; ".join(parts)
+    wanted, unwanted = changed + missing, [] if allow_extra_rows else extra
     return Differences(
         frozenset(chosen),
-        tuple(changed + missing),
-        () if allow_extra_rows else tuple(extra),
+        tuple(wanted),
+        tuple(unwanted),
         message,
         buckets,
-        source_rows,
+        **sums,
+        source_values=_values(src, wanted),
+        extra_values=_values(dst, unwanted),
     )
+
+
+def xor_of(aggregates: Iterable[Aggregate]) -> int:
+    """The XOR of the aggregates' row-hash sums (a keyed table's total over its buckets)."""
+    total = 0
+    for _, part in aggregates:
+        total ^= part
+    return total
+
+
+def _values(side: Fingerprint, texts: list[str]) -> tuple[tuple[Any, ...], ...] | None:
+    """The stored key values `side.rows` read for these key texts (None: it kept none)."""
+    seen = side.key_values_read
+    return None if seen is None else tuple(seen[text] for text in texts)
 
 
 def wkb_only(source: Engine, target: Engine) -> bool:
@@ -184,15 +215,28 @@ def verify_table(
         problem = differences(table, src, dst, allow_extra_rows=allow_extra_rows)
         if problem.found:
             raise VerificationFailed(problem.message, problem)
+    window = {} if scope is None else {"scope": f"{scope.column.name} >= {scope.low}"}
+    return verified(table, rows, target_rows, total, rechecked=rechecked, **window)
+
+
+def verified(
+    table: SourceTable,
+    rows: int,
+    target_rows: int,
+    total: int,
+    *,
+    method: str = "server fingerprints",
+    **more: Any,
+) -> VerificationResult:
+    """The record of a table that verified: both servers' counts and the source's checksum."""
     return {
         "table": table.name,
         "ok": True,
         "source_rows": rows,
         "target_rows": target_rows,
-        "method": "server fingerprints",
-        "rechecked": rechecked,
+        "method": method,
         "key": list(table.key),
-        **({} if scope is None else {"scope": f"{scope.column.name} >= {scope.low}"}),
+        **more,
         "checksum": table_checksum(rows, total),
         "verified_at": dt.datetime.now(dt.UTC).isoformat(),
     }
