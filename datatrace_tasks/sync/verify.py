@@ -128,20 +128,7 @@ def differences(
         changed = []
     if not missing and not changed and (allow_extra_rows or not extra):
         return Differences(frozenset(chosen), (), (), "", buckets, **sums)
-    parts = []
-    for label, keys in (
-        ("differ", changed),
-        ("are missing on the target", missing),
-        ("are only on the target", extra),
-    ):
-        if keys:
-            named = ", ".join(show_key(table, k) for k in keys[:_SHOWN])
-            more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
-            parts.append(f"{len(keys)} row(s) {label}: key {named}{more}")
-    if source_rows != sums["target_rows"]:
-        parts.insert(0, f"row counts differ, source {source_rows}, target {sums['target_rows']}")
-    columns = ", ".join(table.key) or "none: whole rows compared"
-    message = f"table {table.name!r} (key {columns}): " + "; ".join(parts)
+    message = _message(table, changed, missing, extra, source_rows, sums["target_rows"])
     wanted, unwanted = changed + missing, [] if allow_extra_rows else extra
     return Differences(
         frozenset(chosen),
@@ -153,6 +140,31 @@ def differences(
         source_values=_values(src, wanted),
         extra_values=_values(dst, unwanted),
     )
+
+
+def _message(
+    table: SourceTable,
+    changed: list[str],
+    missing: list[str],
+    extra: list[str],
+    source_rows: int,
+    target_rows: int,
+) -> str:
+    """What a failure says: the counts if they differ, and the first keys of each kind."""
+    parts = []
+    for label, keys in (
+        ("differ", changed),
+        ("are missing on the target", missing),
+        ("are only on the target", extra),
+    ):
+        if keys:
+            named = ", ".join(show_key(table, k) for k in keys[:_SHOWN])
+            more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
+            parts.append(f"{len(keys)} row(s) {label}: key {named}{more}")
+    if source_rows != target_rows:
+        parts.insert(0, f"row counts differ, source {source_rows}, target {target_rows}")
+    columns = ", ".join(table.key) or "none: whole rows compared"
+    return f"table {table.name!r} (key {columns}): " + "; ".join(parts)
 
 
 def xor_of(aggregates: Iterable[Aggregate]) -> int:
