@@ -23,7 +23,7 @@ from datatrace_tasks.state.reporter import ProgressReporter
 from datatrace_tasks.sync.catalog import SourceTable
 from datatrace_tasks.sync.ddl import TargetTable
 from datatrace_tasks.sync.engines import Databases
-from datatrace_tasks.sync.fingerprint import Fingerprint, Side
+from datatrace_tasks.sync.fingerprint import Buckets, Fingerprint, KeyRanges, Side
 from datatrace_tasks.sync.repair import repair_rows
 from datatrace_tasks.sync.verify import (
     BUCKETS,
@@ -43,6 +43,20 @@ MAX_BUCKETS = 1 << 22
 def bucket_count(rows: int) -> int:
     """Buckets for a table of about `rows` rows: fine enough that few rows are compared."""
     return max(BUCKETS, min(rows // ROWS_PER_BUCKET, MAX_BUCKETS))
+
+
+def spread(dbs: Databases, table: SourceTable) -> Buckets:
+    """The buckets of a table: ranges of its key when that is one integer column (its
+    index serves a bucket's rows), else `bucket_count` buckets by a hash of the key."""
+    count = bucket_count(table.estimated_rows)
+    if len(table.key) != 1 or table.column(table.key[0]).kind != "integer":
+        return count
+    key = table.sa_table().c[table.key[0]]
+    with dbs.source.connect() as conn:
+        lo, hi = conn.execute(sa.select(sa.func.min(key), sa.func.max(key))).one()
+    if lo is None:
+        return count
+    return KeyRanges(max(1, -(-(int(hi) - int(lo) + 1) // count)))
 
 
 def has_rows(dbs: Databases, spec: TargetTable) -> bool:
@@ -73,11 +87,11 @@ def resync_table(
     flat = wkb_only(dbs.source, dbs.target)
     src = Fingerprint(Side(dbs.source, table.name, table.columns, table.key, flat))
     dst = Fingerprint(Side(dbs.target, spec.table.name, table.columns, table.key, flat))
-    buckets = bucket_count(table.estimated_rows)
+    buckets = spread(dbs, table)
     diff = differences(table, src, dst, allow_extra_rows=False, buckets=buckets)
     stats: dict[str, Any] = {
         "path": "differential",
-        "buckets": buckets,
+        "buckets": buckets if isinstance(buckets, int) else f"key ranges of {buckets.width}",
         "buckets_differing": len(diff.buckets),
         "rows_read": len(diff.source_keys),
         "rows_written": len(diff.source_keys),

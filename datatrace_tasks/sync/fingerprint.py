@@ -103,7 +103,22 @@ def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()
 
 
-def _bucket(key_text: str, buckets: int) -> int:
+@dataclass(frozen=True)
+class KeyRanges:
+    """Buckets that are ranges of a one-column integer key: bucket b holds the keys
+    `b * width` to `(b + 1) * width - 1`. Both servers agree on them without hashing a
+    key, and the rows of a bucket come by a range of the key's index, not a scan."""
+
+    width: int
+
+
+Buckets = int | KeyRanges
+"""How rows are spread over buckets: an int is that many buckets by a hash of the key."""
+
+
+def _bucket(key_text: str, buckets: Buckets) -> int:
+    if isinstance(buckets, KeyRanges):
+        return int(key_text) // buckets.width  # floor, as FLOOR() on the servers
     return int.from_bytes(_digest(key_text)[:4], "big") % buckets
 
 
@@ -165,11 +180,36 @@ class Fingerprint:
             return f"('x' || encode({digest}, 'hex'))::bit(64)::bigint"
         return f"CAST(CONV(LEFT(SHA2({expr}, 256), 16), 16, 10) AS UNSIGNED)"
 
-    def _bucket_sql(self, buckets: int) -> str:
+    def _bucket_sql(self, buckets: Buckets) -> str:
+        if isinstance(buckets, KeyRanges):
+            # Integer division, exact at any size (MySQL's `/` rounds to 4 decimals),
+            # made a floor for negative keys: bucket b is the keys b*w .. (b+1)*w - 1.
+            key, w = self.keys[0], buckets.width
+            if self.side.dialect == "postgresql":
+                return f"(div(({key})::numeric, {w}) - (mod({key}, {w}) < 0)::int)"
+            return f"(({key}) DIV {w} - (MOD({key}, {w}) < 0))"
         if self.side.dialect == "postgresql":
             digest = f"substring(sha256(convert_to({self.keytext}, 'UTF8')) from 1 for 4)"
             return f"mod(('x' || encode({digest}, 'hex'))::bit(32)::bigint, {buckets})"
         return f"MOD(CONV(LEFT(SHA2({self.keytext}, 256), 8), 16, 10), {buckets})"
+
+    def _in_buckets(self, buckets: Buckets, chosen: set[int]) -> str:
+        """` WHERE` a row is in one of the `chosen` buckets: as ranges of the key for
+        `KeyRanges` (adjacent buckets merged), else by the bucket's hash."""
+        picked = sorted(chosen)
+        if not picked:
+            return " WHERE 1 = 0"
+        if not isinstance(buckets, KeyRanges):
+            return f" WHERE {self._bucket_sql(buckets)} IN ({', '.join(map(str, picked))})"
+        runs: list[list[int]] = []
+        for b in picked:
+            if runs and b == runs[-1][1] + 1:
+                runs[-1][1] = b
+            else:
+                runs.append([b, b])
+        w, key = buckets.width, self.keys[0]
+        spans = " OR ".join(f"{key} BETWEEN {lo * w} AND {(hi + 1) * w - 1}" for lo, hi in runs)
+        return f" WHERE ({spans})"
 
     def _pairs(self) -> Iterator[tuple[str, str]]:
         """SQLite: (key text, row text) of every row, streamed (the hash is taken here)."""
@@ -230,7 +270,7 @@ class Fingerprint:
             total = self._add(total, part)
         return sum(n for n, _ in sums), total & MASK64
 
-    def buckets(self, buckets: int, only: set[int] | None = None) -> dict[int, Aggregate]:
+    def buckets(self, buckets: Buckets, only: set[int] | None = None) -> dict[int, Aggregate]:
         """(rows, sum) per bucket of keys (of the buckets `only`, if given)."""
         if self.side.dialect == "sqlite":
             out: dict[int, list[int]] = {}
@@ -243,8 +283,7 @@ class Fingerprint:
                 agg[1] = self._add(agg[1], int.from_bytes(_digest(text)[:8], "big"))
             return {b: (n, x & MASK64) for b, (n, x) in out.items()}
         bucket, hashed = self._bucket_sql(buckets), self._hash64(self.row)
-        picked = "" if only is None else ", ".join(str(b) for b in sorted(only)) or "-1"
-        where, params = self._scoped(f" WHERE {bucket} IN ({picked})" if picked else "")
+        where, params = self._scoped("" if only is None else self._in_buckets(buckets, only))
         found = self._query(
             f"SELECT {bucket}, COUNT(*), {self.combine}({hashed})"  # noqa: S608
             f" FROM {self.name}{where} GROUP BY 1",
@@ -252,7 +291,7 @@ class Fingerprint:
         )
         return {int(b): (int(n), int(x or 0) & MASK64) for b, n, x in found}
 
-    def rows(self, buckets: int, chosen: set[int]) -> dict[str, int]:
+    def rows(self, buckets: Buckets, chosen: set[int]) -> dict[str, int]:
         """Row hash by key text, for the rows in the `chosen` buckets (their stored key
         values are kept in `key_values_read`, for a repair to use without a second scan)."""
         if self.side.dialect == "sqlite":
@@ -262,9 +301,8 @@ class Fingerprint:
                 for key, text in self._pairs()
                 if _bucket(key, buckets) in chosen
             }
-        picked = ", ".join(str(b) for b in sorted(chosen))
         hashed, keys = self._hash64(self.row), ", ".join(self.keys)
-        where, params = self._scoped(f" WHERE {self._bucket_sql(buckets)} IN ({picked})")
+        where, params = self._scoped(self._in_buckets(buckets, chosen))
         found = self._query(
             f"SELECT {self.keytext}, {hashed}, {keys} FROM {self.name}{where}",  # noqa: S608
             params,
@@ -272,7 +310,9 @@ class Fingerprint:
         self.key_values_read = {str(row[0]): tuple(row[2:]) for row in found}
         return {str(row[0]): int(row[1]) & MASK64 for row in found}
 
-    def key_values(self, buckets: int, chosen: set[int], texts: set[str]) -> list[tuple[Any, ...]]:
+    def key_values(
+        self, buckets: Buckets, chosen: set[int], texts: set[str]
+    ) -> list[tuple[Any, ...]]:
         """The stored key values of the rows whose key texts are `texts` (in `chosen`)."""
         keys = ", ".join(self.keys)
         if self.side.dialect == "sqlite":
@@ -285,20 +325,18 @@ class Fingerprint:
             finally:
                 raw.close()
         else:
-            picked = ", ".join(str(b) for b in sorted(chosen))
-            where, params = self._scoped(f" WHERE {self._bucket_sql(buckets)} IN ({picked})")
+            where, params = self._scoped(self._in_buckets(buckets, chosen))
             found = self._query(
                 f"SELECT {keys}, {self.keytext} FROM {self.name}{where}",  # noqa: S608
                 params,
             )
         return [tuple(row[:-1]) for row in found if str(row[-1]) in texts]
 
-    def row_counts(self, buckets: int, chosen: set[int]) -> Counter[str]:
+    def row_counts(self, buckets: Buckets, chosen: set[int]) -> Counter[str]:
         """How often each row text occurs in the `chosen` buckets (a table without a key)."""
         if self.side.dialect == "sqlite":
             return Counter(t for _, t in self._pairs() if _bucket(t, buckets) in chosen)
-        picked = ", ".join(str(b) for b in sorted(chosen))
-        where, params = self._scoped(f" WHERE {self._bucket_sql(buckets)} IN ({picked})")
+        where, params = self._scoped(self._in_buckets(buckets, chosen))
         found = self._query(
             f"SELECT {self.row}, COUNT(*) FROM {self.name}{where} GROUP BY 1",  # noqa: S608
             params,

@@ -27,7 +27,7 @@ from datatrace_tasks.exceptions import DataTraceError, VerificationFailed
 from datatrace_tasks.sync.catalog import SourceTable, resolve_tables
 from datatrace_tasks.sync.ddl import TargetTable, target_table
 from datatrace_tasks.sync.engines import Databases, is_mysql
-from datatrace_tasks.sync.fingerprint import Aggregate, Fingerprint, Scope, Side
+from datatrace_tasks.sync.fingerprint import Aggregate, Buckets, Fingerprint, Scope, Side
 from datatrace_tasks.sync.job import Job
 
 VerificationResult = dict[str, Any]
@@ -75,7 +75,7 @@ class Differences:
     source_keys: tuple[str, ...]  # changed on the target, or missing there
     extra_keys: tuple[str, ...]  # only on the target
     message: str
-    bucket_count: int = BUCKETS  # how many buckets the keys were spread over
+    bucket_count: Buckets = BUCKETS  # how the keys were spread over buckets
     source_rows: int = 0  # COUNT(*) of the source, summed over the buckets
     source_total: int = 0  # the XOR of the source's row hashes, over the buckets
     target_rows: int = 0
@@ -97,7 +97,7 @@ def differences(
     dst: Fingerprint,
     *,
     allow_extra_rows: bool,
-    buckets: int = BUCKETS,
+    buckets: Buckets = BUCKETS,
     only: frozenset[int] | None = None,
 ) -> Differences:
     """What differs, found bucket by bucket (`found` is false when nothing, or only

@@ -3,11 +3,16 @@ by writing only the rows that changed and deleting the rows gone from the source
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
+
 import pytest
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 
 from datatrace_tasks.exceptions import JobFileInvalid
 from datatrace_tasks.sync.differential import ROWS_PER_BUCKET, bucket_count
+from datatrace_tasks.sync.engines import Databases
+from datatrace_tasks.sync.fingerprint import Fingerprint, KeyRanges, Side
 from datatrace_tasks.sync.job import job_from_dict
 from datatrace_tasks.sync.verify import BUCKETS
 from tests.sync.helpers import TARGETS, SyncKit, execute, fetch
@@ -89,3 +94,65 @@ def test_bucket_count_grows_with_the_table() -> None:
     """Small tables keep the verification's buckets; big ones get about 16 rows a bucket."""
     assert bucket_count(10) == BUCKETS
     assert bucket_count(1_000_000) == 1_000_000 // ROWS_PER_BUCKET
+
+
+EDGE_KEYS = [-(2**63), -33, -17, -16, -15, -1, 0, 1, 15, 16, 29_999, 30_000, 2**63 - 1]
+
+
+@pytest.mark.parametrize("kind", TARGETS)
+@pytest.mark.parametrize("width", [16, 30_000])
+def test_key_range_buckets_agree_on_every_server(
+    kind: str, width: int, mysql_schema: Callable[[], URL], sync: SyncKit
+) -> None:
+    """Integer keys at the edges (both ends of BIGINT, either side of zero and of a bucket
+    boundary, a width past MySQL's 4 decimals of division) fall in the same key-range
+    bucket on the source, on the target and in Python: the floor of key / width; and a
+    bucket's rows, read by its key range, are exactly those keys."""
+    source = mysql_schema()
+    execute(source, "CREATE TABLE ints (id BIGINT PRIMARY KEY, v INT)")
+    for key in EDGE_KEYS:
+        execute(source, "INSERT INTO ints VALUES (:k, 1)", k=key)
+    target = sync.target(kind)
+    sync.run(sync.job(source, target), "ints")
+    expected = Counter(k // width for k in EDGE_KEYS)
+    dbs = Databases(make_url(source), target)
+    try:
+        table = dbs.table("ints")
+        sides = [
+            Fingerprint(Side(engine, "ints", table.columns, table.key, True))
+            for engine in (dbs.source, dbs.target)
+        ]
+        ranges = KeyRanges(width)
+        for side in sides:
+            assert {b: n for b, (n, _) in side.buckets(ranges).items()} == expected
+        negative = -17 // width
+        for side in sides:
+            keys = {int(text) for text in side.rows(ranges, {negative, 0})}
+            assert keys == {k for k in EDGE_KEYS if k // width in (negative, 0)}
+    finally:
+        dbs.dispose()
+
+
+def test_differential_by_key_ranges_sees_a_delete_below_the_source_minimum(
+    mysql_schema: Callable[[], URL], sync: SyncKit
+) -> None:
+    """With negative keys and the lowest key deleted on the source (so the target holds
+    a key below every source key, outside the ranges the source's min and max give),
+    the key-range comparison still deletes it, writes the update, and verifies."""
+    source = mysql_schema()
+    execute(
+        source,
+        "CREATE TABLE neg (id INT PRIMARY KEY, v VARCHAR(10))",
+        "INSERT INTO neg SELECT CAST(seq AS SIGNED) - 500, CONCAT('v', seq) FROM seq_1_to_1000",
+    )
+    target = sync.target("mysql")
+    job = sync.job(source, target, mode="differential")
+    sync.run(job, "neg")
+    execute(source, "DELETE FROM neg WHERE id = -499", "UPDATE neg SET v = 'x' WHERE id = -3")
+    unit = sync.run(job, "neg")
+    stats = unit.extra["copy"]
+    assert stats["buckets"].startswith("key ranges of ")
+    assert (stats["rows_written"], stats["rows_deleted"]) == (1, 1)
+    assert unit.extra["verification"]["target_rows"] == 999
+    rows = "SELECT id, v FROM neg ORDER BY id"
+    assert fetch(target, rows) == fetch(source, rows)
