@@ -112,6 +112,10 @@ class KeyRanges:
     width: int
 
 
+MAX_KEY_SPANS = 64
+"""Key ranges of differing buckets read as one OR of ranges at most; past that, a scan
+that tests each row's bucket number (PostgreSQL plans thousands of ORs very badly)."""
+
 Buckets = int | KeyRanges
 """How rows are spread over buckets: an int is that many buckets by a hash of the key."""
 
@@ -199,14 +203,17 @@ class Fingerprint:
         picked = sorted(chosen)
         if not picked:
             return " WHERE 1 = 0"
+        listed = f" WHERE {self._bucket_sql(buckets)} IN ({', '.join(map(str, picked))})"
         if not isinstance(buckets, KeyRanges):
-            return f" WHERE {self._bucket_sql(buckets)} IN ({', '.join(map(str, picked))})"
+            return listed
         runs: list[list[int]] = []
         for b in picked:
             if runs and b == runs[-1][1] + 1:
                 runs[-1][1] = b
             else:
                 runs.append([b, b])
+        if len(runs) > MAX_KEY_SPANS:  # a scan with a cheap bucket test beats that many ORs
+            return listed
         w, key = buckets.width, self.keys[0]
         spans = " OR ".join(f"{key} BETWEEN {lo * w} AND {(hi + 1) * w - 1}" for lo, hi in runs)
         return f" WHERE ({spans})"

@@ -106,8 +106,9 @@ def test_key_range_buckets_agree_on_every_server(
 ) -> None:
     """Integer keys at the edges (both ends of BIGINT, either side of zero and of a bucket
     boundary, a width past MySQL's 4 decimals of division) fall in the same key-range
-    bucket on the source, on the target and in Python: the floor of key / width; and a
-    bucket's rows, read by its key range, are exactly those keys."""
+    bucket on the source, on the target and in Python: the floor of key / width; and the
+    rows of chosen buckets, read by key ranges (a few) or by bucket number (many), are
+    exactly those keys."""
     source = mysql_schema()
     execute(source, "CREATE TABLE ints (id BIGINT PRIMARY KEY, v INT)")
     for key in EDGE_KEYS:
@@ -126,9 +127,13 @@ def test_key_range_buckets_agree_on_every_server(
         for side in sides:
             assert {b: n for b, (n, _) in side.buckets(ranges).items()} == expected
         negative = -17 // width
+        # Two buckets are read as key ranges; 200 scattered ones by each row's bucket number.
+        many = {b * 2 for b in range(-100, 100)} | {negative}
         for side in sides:
             keys = {int(text) for text in side.rows(ranges, {negative, 0})}
             assert keys == {k for k in EDGE_KEYS if k // width in (negative, 0)}
+            keys = {int(text) for text in side.rows(ranges, many)}
+            assert keys == {k for k in EDGE_KEYS if k // width in many}
     finally:
         dbs.dispose()
 
