@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
 from api.deps import StoreDep
 from api.schemas import JobRunOut
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 def job_runs(
     name: Annotated[str, Path(description="The job's name (its `name:` key).")],
     store: StoreDep,
-    limit: int = 50,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Runs at most, newest first.")] = 50,
 ) -> list[dict[str, Any]]:
     """Each run's sync task, mode, rows read, written and deleted, seconds, and how many
     of its units completed and verified."""

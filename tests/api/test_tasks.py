@@ -259,6 +259,17 @@ class TestJobRuns:
         assert body[0]["created_at"].endswith(("Z", "+00:00"))  # RFC 3339, UTC
         assert none.status_code == 200 and none.json() == []
 
+    def test_a_limit_out_of_range_is_refused_not_a_server_error(
+        self, serve: Serve, store_url: str
+    ) -> None:
+        """A limit past 1,000 (schemathesis sent 10^31, which the store could not bind)
+        or below 1 is a 422 naming the parameter."""
+        with serve(store_url).client() as client:
+            for limit in ("22144931628035306494868355809280", "0", "1001"):
+                response = client.get(f"/api/jobs/nightly/runs?limit={limit}")
+                assert response.status_code == 422, response.text
+                assert "limit" in response.text
+
 
 class TestUnitRuns:
     def test_a_finished_unit_has_its_elapsed_time_average_speed_chart_and_verification(
