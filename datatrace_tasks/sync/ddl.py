@@ -198,6 +198,12 @@ def _check_mysql(conn: Connection, schema: str, source: SourceTable, write_mode:
         raise _incompatible(source.name, problems)
 
 
+_SQLITE_DECIMAL = (
+    " (SQLite keeps a NUMERIC value as a binary float, which rounds it: DataTrace keeps"
+    " DECIMAL in SQLite as exact text, so the column must be TEXT)"
+)
+
+
 def _check_portable(conn: Connection, source: SourceTable, write_mode: str) -> None:
     inspector = sa.inspect(conn)
     sqlite = conn.dialect.name == "sqlite"
@@ -208,7 +214,10 @@ def _check_portable(conn: Connection, source: SourceTable, write_mode: str) -> N
         if dst is None:
             problems.append(f"column {col.name!r} is missing")
         elif not _portable_fits(col, dst["type"], sqlite):
-            problems.append(f"column {col.name!r} is {dst['type']}, source is {col.column_type}")
+            why = _SQLITE_DECIMAL if sqlite and col.kind == "decimal" else ""
+            problems.append(
+                f"column {col.name!r} is {dst['type']}, source is {col.column_type}{why}"
+            )
     if write_mode != "append" and source.key:
         keys: list[list[Any]] = [
             inspector.get_pk_constraint(source.name).get("constrained_columns") or []

@@ -185,6 +185,19 @@ class TestIncompatibleTarget:
             assert "column 'b' is" in str(err.value)
         assert rows(target, "pairs", "a") == []
 
+    def test_a_sqlite_numeric_column_for_a_decimal_is_refused_with_the_reason(
+        self, edge_source: URL, sync: SyncKit
+    ) -> None:
+        """A SQLite `nulls` whose DECIMAL column is NUMERIC (binary-float storage) is
+        refused saying why and what the column must be; the table stays empty."""
+        target = sync.target("sqlite")
+        execute(target, "CREATE TABLE nulls (id INTEGER PRIMARY KEY, d NUMERIC(10, 3))")
+        with pytest.raises(SchemaIncompatible) as err:
+            sync.run(sync.job(edge_source, target), "nulls")
+        assert "column 'd' is NUMERIC(10, 3), source is decimal(10,3)" in str(err.value)
+        assert "rounds it" in str(err.value) and "must be TEXT" in str(err.value)
+        assert rows(target, "nulls", "id") == []
+
 
 @pytest.mark.mysql
 class TestProcessFn:
