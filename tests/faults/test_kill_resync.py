@@ -1,11 +1,12 @@
-"""kill -9 of an incremental run, then resume: the target ends exact and the job's mark
-never runs ahead of the rows that were written."""
+"""kill -9 of a repeat sync, then resume: the target ends exact; an incremental job's
+mark never runs ahead of the rows that were written."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.mysql
 
 ROWS = 200_000
 CHANGED = "MOD(id, 3) = 0"
+DELETES = "DELETE FROM events WHERE MOD(id, 200) = 1"  # 1,000 rows
 FILL = (
     "INSERT INTO events SELECT seq, CONCAT('row ', seq),"  # noqa: S608 - fixed numbers
     f" '2026-01-01' + INTERVAL seq SECOND FROM seq_1_to_{ROWS}"
@@ -103,3 +105,36 @@ def test_kill_9_of_an_incremental_run_resumes_exact_and_keeps_its_mark(
     assert figures["rows_read"] == ROWS // 3  # the rows at the mark, and id 3 past it
     assert _mark(cli, third) == "2026-07-01T00:00:00"
     assert _state(target) == _state(source)
+
+
+def test_kill_9_of_a_differential_run_resumes_exact(
+    pair: tuple[str, str], cli: Cli, tmp_path: Path
+) -> None:
+    """Run 1 copies everything; a third of the rows change and 1,000 are deleted; run 2
+    (differential) is killed once its comparison is done, before its writes are all
+    done. The resume compares again, writes what is still different, deletes what is
+    gone, and the target equals the source."""
+    source, target = pair
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        f"name: nightly\nsource: {source}\ntarget: {target}\nmode: differential\n",
+        encoding="utf-8",
+    )
+    code, text = cli.run("run", str(job))
+    assert code == 0, text
+    _sql(source, f"UPDATE events SET v = 'changed' WHERE {CHANGED}", DELETES)  # noqa: S608
+
+    proc, _, task_id = cli.start_run(job)
+    compared = cli.wait_for_progress(task_id, proc, ROWS - 1_000)  # the comparison's report
+    assert proc.poll() is None, "run 2 finished before the kill"
+    time.sleep(0.3)  # into the writes
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert compared == ROWS - 1_000
+    assert _state(target) != _state(source), "the kill came after the writes"
+
+    code, text = cli.resume(task_id)
+    assert code == 0, text
+    assert _state(target) == _state(source)
+    figures = json.loads(cli.units(task_id)["events"]["figures"])
+    assert figures["mode"] == "differential" and figures["verified"]
