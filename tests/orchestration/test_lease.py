@@ -63,9 +63,11 @@ class TestUnitLease:
     def test_an_expired_unit_lease_can_be_taken(self, store: Store) -> None:
         """A crashed runner's unit lease expires and the unit can be claimed again."""
         task_id = store.create_task(name="t", units=[("a", "a")])
-        assert store.claim_unit(task_id, "a", "crashed:1", lease_seconds=0.2)
+        # 1.5 s, not less: a loaded machine (CI's two workers) can take 0.2 s between
+        # two statements, and the lease would lapse before the refusal is tried.
+        assert store.claim_unit(task_id, "a", "crashed:1", lease_seconds=1.5)
         assert not store.claim_unit(task_id, "a", "other:2", lease_seconds=30)
-        time.sleep(0.4)
+        time.sleep(1.7)
         assert store.claim_unit(task_id, "a", "other:2", lease_seconds=30)
         assert store.unit_lease_owner(task_id, "a") == "other:2"
 
