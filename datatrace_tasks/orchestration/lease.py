@@ -3,18 +3,21 @@
 A task lease (`sync_tasks.owner`) keeps two runners off one task; a unit lease
 (`task_unit_runtimes.lease_owner`) keeps two processes, on any hosts sharing the
 store (Dask workers, several Prefect workers), off one unit. Both are taken by one
-conditional UPDATE and renewed by a background thread while the work runs.
+conditional UPDATE and renewed in the background while the work runs: the task lease
+by a thread of its own, every unit lease of a process by one shared thread
+(`UnitRenewals`), so a unit's start does not start a thread.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from datatrace_tasks.exceptions import DatabaseUnreachable, UnitAlreadyRunning
-from datatrace_tasks.heartbeat import renewed
+from datatrace_tasks.heartbeat import Heartbeat, renewed
 from datatrace_tasks.state.leases import holder_name
 from datatrace_tasks.state.store import Store
 
@@ -39,6 +42,65 @@ def task_lease(store: Store, task_id: str, *, lease_seconds: float) -> Iterator[
         what=f"the claim on task {task_id}",
     ):
         yield owner
+
+
+class UnitRenewals:
+    """One heartbeat renews every unit lease this process holds in one store.
+
+    A unit adds its lease when it starts and removes it before giving the lease back;
+    the beat renews under the same lock, so no renewal comes after a removal (it would
+    find the lease released and report it lost). The thread runs while any lease is
+    held. A lease another holder took is dropped, with an error logged.
+    """
+
+    _all: dict[tuple[int, float], UnitRenewals] = {}
+    _guard = threading.Lock()
+
+    def __init__(self, store: Store, lease_seconds: float) -> None:
+        self.store, self.lease_seconds = store, lease_seconds
+        self._leases: dict[tuple[str, str], str] = {}  # (task, unit) -> holder
+        self._lock = threading.Lock()
+        self._beat: Heartbeat | None = None
+
+    @classmethod
+    def of(cls, store: Store, lease_seconds: float) -> UnitRenewals:
+        """The renewals of this store and lease length in this process."""
+        with cls._guard:
+            found = cls._all.get((id(store), lease_seconds))
+            if found is None or found.store is not store:
+                found = cls._all[id(store), lease_seconds] = cls(store, lease_seconds)
+            return found
+
+    def add(self, task_id: str, unit_id: str, holder: str) -> None:
+        """Renew this lease from now on."""
+        with self._lock:
+            self._leases[task_id, unit_id] = holder
+            if self._beat is None or not self._beat.alive:
+                beat = Heartbeat(self.lease_seconds / 3, self._renew_all, name="datatrace-leases")
+                self._beat = beat.start()
+
+    def remove(self, task_id: str, unit_id: str) -> None:
+        """Stop renewing this lease (the last one stops the thread)."""
+        with self._lock:
+            self._leases.pop((task_id, unit_id), None)
+            idle, self._beat = (self._beat, None) if not self._leases else (None, self._beat)
+        if idle is not None:
+            idle.stop()  # outside the lock: a beat in progress takes it
+
+    def _renew_all(self) -> bool:
+        with self._lock:
+            for (task_id, unit_id), holder in list(self._leases.items()):
+                try:
+                    kept = self.store.renew_unit(
+                        task_id, unit_id, holder, lease_seconds=self.lease_seconds
+                    )
+                except Exception:
+                    log.exception("could not renew the lease on unit %s; next beat", unit_id)
+                    continue
+                if not kept:
+                    log.error("lost the lease on unit %s of task %s", unit_id, task_id)
+                    del self._leases[task_id, unit_id]
+            return True
 
 
 def _try_claim(claim: Callable[[], bool], unit_id: str, deadline: float) -> bool:
@@ -101,17 +163,15 @@ def unit_lease(
         time.sleep(min(0.25, max(deadline - time.monotonic(), 0.01)))
 
     ended_well = False
-
-    def release() -> None:
-        if not (handed_on and ended_well):
-            store.release_unit(task_id, unit_id, holder)
-
-    with renewed(
-        lambda: store.renew_unit(task_id, unit_id, holder, lease_seconds=lease_seconds),
-        release,
-        every=lease_seconds / 3,
-        name=f"datatrace-lease-{unit_id}",
-        what=f"the lease on unit {unit_id} of task {task_id}",
-    ):
+    renewals = UnitRenewals.of(store, lease_seconds)
+    renewals.add(task_id, unit_id, holder)
+    try:
         yield holder
         ended_well = True
+    finally:
+        renewals.remove(task_id, unit_id)
+        if not (handed_on and ended_well):
+            try:
+                store.release_unit(task_id, unit_id, holder)
+            except Exception:
+                log.exception("could not release the lease on unit %s; it will expire", unit_id)

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -70,6 +71,32 @@ class TestUnitLease:
         time.sleep(1.7)
         assert store.claim_unit(task_id, "a", "other:2", lease_seconds=30)
         assert store.unit_lease_owner(task_id, "a") == "other:2"
+
+
+class TestUnitRenewals:
+    def test_one_thread_renews_every_unit_lease_held_then_stops(self, store: Store) -> None:
+        """Two units held for three times their 0.6 s lease stay theirs (another holder
+        is refused at the end), renewed by one shared thread, which is gone once both
+        leases are given back; the leases are then free."""
+        task_id = store.create_task(name="t", units=[("a", "a"), ("b", "b")])
+
+        def renewers() -> list[threading.Thread]:
+            return [t for t in threading.enumerate() if t.name == "datatrace-leases"]
+
+        with (
+            unit_lease(store, task_id, "a", lease_seconds=0.6, owner="me:1"),
+            unit_lease(store, task_id, "b", lease_seconds=0.6, owner="me:1"),
+        ):
+            assert len(renewers()) == 1
+            time.sleep(1.8)
+            for unit in ("a", "b"):
+                assert not store.claim_unit(task_id, unit, "other:2", lease_seconds=30)
+                assert store.unit_lease_owner(task_id, unit) == "me:1"
+        deadline = time.monotonic() + 5
+        while renewers() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert renewers() == []
+        assert store.claim_unit(task_id, "a", "other:2", lease_seconds=30)
 
 
 @pytest.mark.usefixtures("prefect_harness")
