@@ -6,6 +6,7 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 
 from rich.console import Console, Group
 from rich.markup import escape
@@ -13,6 +14,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
@@ -35,6 +37,20 @@ _STYLE = {
 }
 
 
+class UnitElapsedColumn(TimeElapsedColumn):
+    """A unit's time from its start to its end, as the summary counts it: rich's own
+    column stops its clock at the last row, before the unit's verification."""
+
+    def render(self, task: Task) -> Text:
+        """Seconds with a tenth under a minute (the summary shows hundredths), else h:mm:ss."""
+        elapsed = task.elapsed
+        if elapsed is None:
+            return Text("-", style="progress.elapsed")
+        if elapsed < 60:
+            return Text(f"{elapsed:.1f}s", style="progress.elapsed")
+        return Text(str(timedelta(seconds=int(elapsed))), style="progress.elapsed")
+
+
 @contextmanager
 def live_progress(monitor: ProgressMonitor, task_id: str, console: Console) -> Iterator[None]:
     """Draw one bar per unit of `task_id`, fed by the monitor, while the block runs."""
@@ -44,7 +60,7 @@ def live_progress(monitor: ProgressMonitor, task_id: str, console: Console) -> I
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.percentage:>5.1f}%"),
-        TimeElapsedColumn(),
+        UnitElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
         refresh_per_second=8,
@@ -67,10 +83,14 @@ def live_progress(monitor: ProgressMonitor, task_id: str, console: Console) -> I
                 start=unit.status is UnitStatus.RUNNING,
             )
         bar = bars[unit.id]
-        if unit.status is UnitStatus.RUNNING and not progress.tasks[bar].started:
-            progress.start_task(bar)
+        drawn = progress.tasks[bar]
+        if unit.status is UnitStatus.RUNNING:
+            if not drawn.started:
+                progress.start_task(bar)
+            drawn.stop_time = None  # running again (a retry): its clock goes on
         progress.update(bar, completed=unit.processed_records, total=total, status=status)
-        if unit.status.is_final:
+        # Stopped once, at the unit's end: a repeated final update must not move it on.
+        if unit.status.is_final and drawn.stop_time is None:
             progress.stop_task(bar)
 
     def pump(updates: queue.Queue[UnitUpdate]) -> None:
