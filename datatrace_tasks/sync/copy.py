@@ -74,7 +74,7 @@ def _copy_stats(
     }
 
 
-def _verify_copy(
+def _verify(
     dbs: Databases,
     job: Job,
     table: SourceTable,
@@ -82,26 +82,40 @@ def _verify_copy(
     unit: TaskUnit,
     reporter: ProgressReporter,
     stats: dict[str, Any],
-    verify: bool = True,
+    *,
+    verify: bool,
     window: Scope | None = None,
+    repair: bool = False,
 ) -> None:
     """Compare the copied table (or `window` of it) with the source and hand the result
-    to the reporter."""
+    to the reporter; if rows differ and `repair` holds, re-copy them once and verify
+    again."""
     if not verify:
         return
-    started = time.perf_counter()
-    result = verify_table(
-        dbs.source,
-        dbs.target,
-        table,
-        spec,
-        # A window's target rows may include rows since deleted on the source.
-        allow_extra_rows=job.write_mode == "append" or window is not None,
-        scope=window,
-    )
-    stats["verify_seconds"] = round(time.perf_counter() - started, 3)
-    unit.extra["verification"] = result
-    reporter.set_verification(result)
+
+    def check() -> None:
+        started = time.perf_counter()
+        result = verify_table(
+            dbs.source,
+            dbs.target,
+            table,
+            spec,
+            # A window's target rows may include rows since deleted on the source.
+            allow_extra_rows=job.write_mode == "append" or window is not None,
+            scope=window,
+        )
+        stats["verify_seconds"] = round(time.perf_counter() - started, 3)
+        unit.extra["verification"] = result
+        reporter.set_verification(result)
+
+    try:
+        check()
+    except VerificationFailed as exc:
+        diff = exc.differences
+        if not repair or not isinstance(diff, Differences) or job.write_mode == "append":
+            raise
+        stats["repaired_rows"] = repair_rows(dbs, table, spec, diff)
+        check()
 
 
 def copy_table(
@@ -133,7 +147,7 @@ def copy_table(
     table = dbs.table(unit.id)
     if not table.key:  # staged whole and swapped in (keyless.py); restarts from zero
         spec = copy_keyless(dbs, job, table, unit, reporter)
-        return _verify_copy(dbs, job, table, spec, unit, reporter, unit.extra["copy"], verify)
+        return _verify(dbs, job, table, spec, unit, reporter, unit.extra["copy"], verify=verify)
     with dbs.source.connect() as conn:
         spec = target_table(conn, dbs.target, table, write_mode=job.write_mode)
     checkpoint: Mapping[str, Any] | None = reporter.checkpoint
@@ -141,8 +155,9 @@ def copy_table(
     if window is not None and window.low is not None:
         unit.extra["copy"] = stats = copy_window(dbs, job, table, spec, window, reporter)
         # Rows changed on the source while the window was copied are copied again.
-        _verify_or_repair(
-            dbs, job, table, spec, unit, reporter, stats, verify, scope(table, window)
+        ranged = scope(table, window)
+        _verify(
+            dbs, job, table, spec, unit, reporter, stats, verify=verify, window=ranged, repair=True
         )
         return _set_mark(unit, window, verify)
     if job.mode == "differential" and checkpoint is None and has_rows(dbs, spec):
@@ -152,9 +167,8 @@ def copy_table(
     carry = {} if window is None else {"incremental": window.to_json()}
     stats = _copy_ranges(dbs, job, table, spec, unit, reporter, carry)
     # A resumed unit re-copies the rows that differ, once, then verifies again.
-    _verify_or_repair(
-        dbs, job, table, spec, unit, reporter, stats, verify, repair=checkpoint is not None
-    )
+    repair = checkpoint is not None
+    _verify(dbs, job, table, spec, unit, reporter, stats, verify=verify, repair=repair)
     if window is not None:
         _set_mark(unit, window, verify)
 
@@ -186,32 +200,6 @@ def _copy_ranges(
     sink.finish()
     stats["copy_seconds"] = round(time.perf_counter() - started, 3)
     return stats
-
-
-def _verify_or_repair(
-    dbs: Databases,
-    job: Job,
-    table: SourceTable,
-    spec: TargetTable,
-    unit: TaskUnit,
-    reporter: ProgressReporter,
-    stats: dict[str, Any],
-    verify: bool,
-    window: Scope | None = None,
-    *,
-    repair: bool = True,
-) -> None:
-    """Verify; if rows differ and `repair` holds, re-copy them once and verify again."""
-    if not verify:
-        return
-    try:
-        _verify_copy(dbs, job, table, spec, unit, reporter, stats, window=window)
-    except VerificationFailed as exc:
-        diff = exc.differences
-        if not repair or not isinstance(diff, Differences) or job.write_mode == "append":
-            raise
-        stats["repaired_rows"] = repair_rows(dbs, table, spec, diff)
-        _verify_copy(dbs, job, table, spec, unit, reporter, stats, window=window)
 
 
 def _set_mark(unit: TaskUnit, window: Window, verified: bool) -> None:

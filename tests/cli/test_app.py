@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from tests.conftest import MYSQL_ENV, server_url
+from tests.orchestration.conftest import STAMP, events_source
 from tests.orchestration.test_lifecycle import make_source, target_rows
 
 DATATRACE = [sys.executable, "-m", "datatrace_tasks"]
@@ -286,23 +287,8 @@ class TestHistory:
         """An incremental job run twice through the CLI, the state store between them: the
         second run reads the first one's mark from the store and copies the 3 rows changed
         since plus the one at the mark; `history` says incremental with those figures."""
-        source, target = f"sqlite:///{tmp_path}/src.db", f"sqlite:///{tmp_path}/t.db"
-        engine = sa.create_engine(source)
-        events = sa.Table(
-            "events",
-            sa.MetaData(),
-            sa.Column("id", sa.Integer, primary_key=True),
-            sa.Column("v", sa.String(20)),
-            sa.Column("updated_at", sa.DateTime, nullable=False),
-        )
-        stamp = datetime.datetime(2024, 5, 1, 12, 0, 0)
-        with engine.begin() as conn:
-            events.create(conn)
-            rows = [
-                {"id": i, "v": f"r{i}", "updated_at": stamp + datetime.timedelta(seconds=i)}
-                for i in range(1, 401)
-            ]
-            conn.execute(events.insert(), rows)
+        target = f"sqlite:///{tmp_path}/t.db"
+        source, events = events_source(tmp_path / "src.db", 400)
         job = write_job(
             tmp_path / "job.yaml",
             f"name: hourly\nsource: {source}\ntarget: {target}\nmode: incremental\n"
@@ -310,7 +296,8 @@ class TestHistory:
         )
         env, state = {"PREFECT_API_URL": prefect_api_url}, tmp_path / "s.db"
         assert datatrace("run", str(job), state=state, env=env).returncode == 0
-        later = stamp + datetime.timedelta(days=1)
+        later = STAMP + datetime.timedelta(days=1)
+        engine = sa.create_engine(source)
         with engine.begin() as conn:
             conn.execute(events.update().where(events.c.id.in_([3, 200])), {"v": "changed"})
             conn.execute(events.update().where(events.c.id.in_([3, 200])).values(updated_at=later))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,31 @@ def shared_store_url(tmp_path: Path) -> Iterator[str]:
         yield from _scratch_database(MYSQL_ENV)
     else:
         yield f"sqlite:///{tmp_path / 'shared-state.db'}"
+
+
+STAMP = datetime(2024, 5, 1)
+"""When the first row of `events_source` was stamped (row i: STAMP + i seconds)."""
+
+
+def events_source(path: Path, rows: int) -> tuple[str, sa.Table]:
+    """A SQLite source with `events` (a DATETIME cursor `updated_at`), one second a row."""
+    url = f"sqlite:///{path}"
+    events = sa.Table(
+        "events",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("v", sa.String(20)),
+        sa.Column("updated_at", sa.DateTime, nullable=False),
+    )
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        events.create(conn)
+        conn.execute(
+            events.insert(),
+            [
+                {"id": i, "v": f"r{i}", "updated_at": STAMP + timedelta(seconds=i)}
+                for i in range(1, rows + 1)
+            ],
+        )
+    engine.dispose()
+    return url, events

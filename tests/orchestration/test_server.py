@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from datatrace_tasks.orchestration.artifacts import artifact_key
 from datatrace_tasks.state.store import Store
-from tests.orchestration.conftest import count_rows, write_job
+from tests.orchestration.conftest import STAMP, count_rows, events_source, write_job
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
@@ -197,33 +197,6 @@ class TestDeployment:
         assert limit["limit"] == 2 and limit["active_slots"] == 0
 
 
-def _events_source(path: Path, rows: int) -> tuple[str, sa.Table]:
-    """A SQLite source with `events` (a DATETIME cursor `updated_at`), one second a row."""
-    url = f"sqlite:///{path}"
-    events = sa.Table(
-        "events",
-        sa.MetaData(),
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("v", sa.String(20)),
-        sa.Column("updated_at", sa.DateTime, nullable=False),
-    )
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        events.create(conn)
-        conn.execute(
-            events.insert(),
-            [
-                {"id": i, "v": f"r{i}", "updated_at": STAMP + dt.timedelta(seconds=i)}
-                for i in range(1, rows + 1)
-            ],
-        )
-    engine.dispose()
-    return url, events
-
-
-STAMP = dt.datetime(2024, 5, 1)
-
-
 class TestSchedule:
     def test_the_second_scheduled_incremental_run_copies_only_the_change(
         self, tmp_path: Path, prefect_server: Server
@@ -232,7 +205,7 @@ class TestSchedule:
         job of our own: the first scheduled run copies the table in full, the source then
         changes (2 updates, 1 insert), and the second scheduled run reads the first one's
         mark from the store and copies just those 3 rows and the one at the mark."""
-        source, events = _events_source(tmp_path / "src.db", 3_000)
+        source, events = events_source(tmp_path / "src.db", 3_000)
         target = f"sqlite:///{tmp_path / 'dst.db'}"
         job = tmp_path / "job.yaml"
         job.write_text(
