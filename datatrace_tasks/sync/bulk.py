@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from datatrace_tasks.sync.catalog import SourceTable
 from datatrace_tasks.sync.ddl import TargetTable
 from datatrace_tasks.sync.infile import offer
-from datatrace_tasks.sync.rawsql import between_sql, quote
+from datatrace_tasks.sync.rawsql import between_sql, quote, source_rows
 from datatrace_tasks.sync.reader import Row, batches
 from datatrace_tasks.sync.sinks import SqlSink
 
@@ -125,8 +125,8 @@ class MysqlTsv:
         self.line = f"CONVERT(CONCAT_WS(X'09', {', '.join(pieces)}) USING binary)"
         self.columns = f"({', '.join(targets)})"
         self.set = f" SET {', '.join(sets)}" if sets else ""
-        self.source_table = quote(source, table.name)
-        self.target_table = quote(target, table.name)
+        self.source_table = source_rows(source, table.name, table.row_filter)
+        self.target_table = quote(target, table.target)
         self.keys = [quote(source, name) for name in table.key]
 
 

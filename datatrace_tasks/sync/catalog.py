@@ -110,6 +110,14 @@ class SourceTable:
     key_origin: str  # "primary key", "unique key <name>" or "" when there is none
     estimated_rows: int = 0
     warnings: tuple[str, ...] = field(default=())
+    # From the job's table_settings: the rows to copy (an SQL condition) and where to.
+    row_filter: str | None = None
+    target_name: str | None = None
+
+    @property
+    def target(self) -> str:
+        """The name of the table on the target."""
+        return self.target_name or self.name
 
     def column(self, name: str) -> SourceColumn:
         """The column called `name`."""
@@ -118,13 +126,23 @@ class SourceTable:
                 return col
         raise KeyError(name)
 
-    def sa_table(self, metadata: sa.MetaData | None = None) -> sa.Table:
+    def sa_table(self, metadata: sa.MetaData | None = None, *, name: str | None = None) -> sa.Table:
         """A SQLAlchemy Table with pass-through types, for dialect-quoted statements."""
         return sa.Table(
-            self.name,
+            name or self.name,
             metadata or sa.MetaData(),
             *(sa.Column(col.name, col.sa_type or sa.types.NullType()) for col in self.columns),
         )
+
+    def source_rows(self) -> sa.Table | sa.Subquery:
+        """What the source reads select from: the table, or, with a row filter, the rows
+        that match it (a derived table under the table's name, which MySQL, PostgreSQL
+        and SQLite merge into the outer query, so the key's index still serves)."""
+        table = self.sa_table()
+        if self.row_filter is None:
+            return table
+        condition = sa.text(self.row_filter.replace(":", "\\:"))  # no bind parameters
+        return sa.select(table).where(condition).subquery(self.name)
 
 
 _COLUMNS = sa.text(

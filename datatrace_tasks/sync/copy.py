@@ -32,6 +32,7 @@ from datatrace_tasks.sync.rangecopy import RangeCopy
 from datatrace_tasks.sync.ranges import KeyRange, auto_ranges, from_checkpoint, split
 from datatrace_tasks.sync.repair import repair_rows
 from datatrace_tasks.sync.sinks import SqlSink
+from datatrace_tasks.sync.tablesettings import narrowed
 from datatrace_tasks.sync.verify import Differences, verify_table
 
 EXACT_COUNT_BELOW = 1_000_000
@@ -43,7 +44,7 @@ def estimate_rows(dbs: Databases, table: SourceTable) -> int:
     if table.estimated_rows >= EXACT_COUNT_BELOW:
         return table.estimated_rows
     with dbs.source.connect() as conn:
-        stmt = sa.select(sa.func.count()).select_from(table.sa_table())
+        stmt = sa.select(sa.func.count()).select_from(table.source_rows())
         return int(conn.execute(stmt).scalar_one())
 
 
@@ -144,7 +145,7 @@ def copy_table(
         UnitPaused: a pause was requested (from `reporter.report`); checkpoint kept.
         VerificationFailed: the target differs from the source after the copy.
     """
-    table = dbs.table(unit.id)
+    table = narrowed(dbs.table(unit.id), job)
     if not table.key:  # staged whole and swapped in (keyless.py); restarts from zero
         spec = copy_keyless(dbs, job, table, unit, reporter)
         return _verify(dbs, job, table, spec, unit, reporter, unit.extra["copy"], verify=verify)
@@ -245,8 +246,9 @@ class JobCopy:
             if self._dbs is None:
                 self._dbs = Databases(self.job.source_url, self.job.target_url)
             dbs = self._dbs
-        copy_table(dbs, self.job, unit, reporter, verify=self.verify)
-        reporter.set_figures(_figures(unit, self.job))
+        job = self.job.for_table(unit.id)  # its mode, cursor and write mode
+        copy_table(dbs, job, unit, reporter, verify=self.verify)
+        reporter.set_figures(_figures(unit, job))
 
     def close(self) -> None:
         """Close the job's pooled connections (a later call opens new ones)."""

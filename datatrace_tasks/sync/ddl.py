@@ -13,7 +13,7 @@ from sqlalchemy.schema import CreateTable
 from sqlalchemy.sql import sqltypes
 from sqlalchemy.types import TypeEngine
 
-from datatrace_tasks.exceptions import SchemaIncompatible
+from datatrace_tasks.exceptions import SchemaIncompatible, TableUnsupported
 from datatrace_tasks.sync.catalog import (
     INTEGER_BYTES,
     SourceColumn,
@@ -27,6 +27,8 @@ from datatrace_tasks.sync.typemap import Convert, decimal_digits, integer_range,
 # A foreign-key line of SHOW CREATE TABLE output: "  CONSTRAINT `fk` FOREIGN KEY (...) ...".
 _FK_LINE = re.compile(r"^\s*CONSTRAINT\s+`(?:[^`]|``)*`\s+FOREIGN\s+KEY\b", re.IGNORECASE)
 _HEADER = re.compile(r"^CREATE\s+TABLE\s+`(?:[^`]|``)*`", re.IGNORECASE)
+# A column line: "  `name` type ...".
+_COLUMN_LINE = re.compile(r"^\s+`((?:[^`]|``)*)`\s")
 
 
 @dataclass
@@ -63,15 +65,44 @@ def mysql_create_statement(source: Connection, target: Engine, table: SourceTabl
         cursor.close()
     lines = text.split("\n")
     kept: list[str] = []
+    left_out = _left_out(lines, table)
     for line in lines:
-        if _FK_LINE.match(line):
+        if _FK_LINE.match(line) or _mentions(line, left_out):
             continue
         if line.startswith(")") and kept and kept[-1].endswith(","):
             kept[-1] = kept[-1][:-1]
         kept.append(line)
-    header = "CREATE TABLE " + plain_quote(target, table.name)  # sent without parameters
+    header = "CREATE TABLE " + plain_quote(target, table.target)  # sent without parameters
     kept[0] = _HEADER.sub(lambda _m: header, kept[0], count=1)
     return "\n".join(kept)
+
+
+def _left_out(lines: list[str], table: SourceTable) -> set[str]:
+    """The quoted names of the columns the DDL has and the job leaves out (its
+    `columns` or `exclude_columns`).
+
+    Raises:
+        TableUnsupported: a copied column is computed from one left out.
+    """
+    copied = {col.name for col in table.columns}
+    defined = [m.group(1).replace("``", "`") for m in map(_COLUMN_LINE.match, lines) if m]
+    left_out = {f"`{name.replace('`', '``')}`" for name in defined if name not in copied}
+    for line in lines:
+        found = _COLUMN_LINE.match(line)
+        if found and found.group(1).replace("``", "`") in copied:
+            rest = line[found.end() :]
+            for name in left_out:
+                if name in rest:
+                    raise TableUnsupported(
+                        f"table {table.name!r}: column {found.group(1)!r} is computed from"
+                        f" column {name}, which the job's table_settings leave out"
+                    )
+    return left_out
+
+
+def _mentions(line: str, names: set[str]) -> bool:
+    """Whether a DDL line (a column, key or constraint) names one of the quoted `names`."""
+    return any(name in line for name in names)
 
 
 def _mysql_fits(src: SourceColumn, dst: SourceColumn) -> bool:
@@ -181,7 +212,7 @@ def _incompatible(table: str, problems: list[str]) -> SchemaIncompatible:
 
 
 def _check_mysql(conn: Connection, schema: str, source: SourceTable, write_mode: str) -> None:
-    existing = read_mysql_catalog(conn, schema)[source.name]
+    existing = read_mysql_catalog(conn, schema)[source.target]
     by_name = {col.name: col for col in existing.columns}
     problems = []
     for col in source.columns:
@@ -195,7 +226,7 @@ def _check_mysql(conn: Connection, schema: str, source: SourceTable, write_mode:
     if write_mode != "append" and source.key and set(existing.key) != set(source.key):
         problems.append(f"no primary or unique key on ({', '.join(source.key)}) to upsert on")
     if problems:
-        raise _incompatible(source.name, problems)
+        raise _incompatible(source.target, problems)
 
 
 _SQLITE_DECIMAL = (
@@ -207,7 +238,7 @@ _SQLITE_DECIMAL = (
 def _check_portable(conn: Connection, source: SourceTable, write_mode: str) -> None:
     inspector = sa.inspect(conn)
     sqlite = conn.dialect.name == "sqlite"
-    columns = {c["name"]: c for c in inspector.get_columns(source.name)}
+    columns = {c["name"]: c for c in inspector.get_columns(source.target)}
     problems = []
     for col in source.columns:
         dst = columns.get(col.name)
@@ -220,14 +251,14 @@ def _check_portable(conn: Connection, source: SourceTable, write_mode: str) -> N
             )
     if write_mode != "append" and source.key:
         keys: list[list[Any]] = [
-            inspector.get_pk_constraint(source.name).get("constrained_columns") or []
+            inspector.get_pk_constraint(source.target).get("constrained_columns") or []
         ]
-        keys += [u["column_names"] for u in inspector.get_unique_constraints(source.name)]
-        keys += [i["column_names"] for i in inspector.get_indexes(source.name) if i["unique"]]
+        keys += [u["column_names"] for u in inspector.get_unique_constraints(source.target)]
+        keys += [i["column_names"] for i in inspector.get_indexes(source.target) if i["unique"]]
         if not any(set(k) == set(source.key) for k in keys):
             problems.append(f"no primary or unique key on ({', '.join(source.key)}) to upsert on")
     if problems:
-        raise _incompatible(source.name, problems)
+        raise _incompatible(source.target, problems)
 
 
 def portable_ddl(table: sa.Table, target: Engine) -> str:
@@ -247,16 +278,16 @@ def target_table(
         SchemaIncompatible: the target table exists and cannot take the source rows.
     """
     with target.connect() as conn:
-        exists = sa.inspect(conn).has_table(table.name)
+        exists = sa.inspect(conn).has_table(table.target)
         if is_mysql(target) and source.dialect.name in ("mysql", "mariadb"):
-            spec = TargetTable(table=table.sa_table(), key=table.key)
+            spec = TargetTable(table=table.sa_table(name=table.target), key=table.key)
             if exists:
                 _check_mysql(conn, str(target.url.database), table, write_mode)
             else:
                 spec.ddl = mysql_create_statement(source, target, table)
             return spec
         portable, converters, warnings = portable_table(
-            table.name, list(table.columns), table.key, target.dialect.name
+            table.target, list(table.columns), table.key, target.dialect.name
         )
         spec = TargetTable(portable, table.key, converters, warnings=warnings)
         if exists:

@@ -51,7 +51,7 @@ def spread(dbs: Databases, table: SourceTable) -> Buckets:
     count = bucket_count(table.estimated_rows)
     if len(table.key) != 1 or table.column(table.key[0]).kind != "integer":
         return count
-    key = table.sa_table().c[table.key[0]]
+    key = table.source_rows().c[table.key[0]]
     with dbs.source.connect() as conn:
         lo, hi = conn.execute(sa.select(sa.func.min(key), sa.func.max(key))).one()
     if lo is None:
@@ -85,7 +85,9 @@ def resync_table(
     """
     started = time.perf_counter()
     flat = wkb_only(dbs.source, dbs.target)
-    src = Fingerprint(Side(dbs.source, table.name, table.columns, table.key, flat))
+    src = Fingerprint(
+        Side(dbs.source, table.name, table.columns, table.key, flat, None, table.row_filter)
+    )
     dst = Fingerprint(Side(dbs.target, spec.table.name, table.columns, table.key, flat))
     buckets = spread(dbs, table)
     diff = differences(table, src, dst, allow_extra_rows=False, buckets=buckets)

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from datatrace_tasks.sync.catalog import SourceColumn
-from datatrace_tasks.sync.rawsql import between_sql, quote
+from datatrace_tasks.sync.rawsql import between_sql, quote, source_rows
 from datatrace_tasks.sync.tokens import register_sqlite, token_sql
 
 Aggregate = tuple[int, int]  # (rows, sum mod 2^64 of the first 64 bits of each row's SHA-256)
@@ -47,6 +47,7 @@ class Side:
     key: Sequence[str]
     wkb_only: bool  # geometry compared as WKB (SRID dropped): a copy between unlike servers
     scope: Scope | None = None  # None: every row
+    row_filter: str | None = None  # the job's `where` for the table, on the source side
 
     @property
     def dialect(self) -> str:
@@ -140,7 +141,7 @@ class Fingerprint:
 
     def __init__(self, side: Side) -> None:
         self.side = side
-        self.name = side.quote(side.table)
+        self.name = source_rows(side.engine, side.table, side.row_filter)
         self.row = side.row_text()
         self.keytext = side.key_text()
         self.keys = [side.quote(name) for name in side.key]

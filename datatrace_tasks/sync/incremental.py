@@ -115,7 +115,7 @@ def open_window(
         return Window.from_json(checkpoint["incremental"])
     assert job.cursor is not None  # noqa: S101 - the job validated it
     col = cursor_column(table, job.cursor)
-    column = table.sa_table().c[col.name]
+    column = table.source_rows().c[col.name]
     with dbs.source.connect() as conn:
         upto = conn.execute(sa.select(sa.func.max(column))).scalar_one()
     mark = reporter.high_water
@@ -141,7 +141,7 @@ def copy_window(
     """Upsert the window's rows in key order, a checkpoint after each batch; returns
     the unit's `copy` figures."""
 
-    def where(source: sa.Table) -> Any:
+    def where(source: sa.Table | sa.Subquery) -> Any:
         return source.c[window.cursor] >= window.low
 
     checkpoint = reporter.checkpoint
@@ -150,7 +150,9 @@ def copy_window(
     rng = ranges[0] if ranges else KeyRange(None, None)
     started = time.perf_counter()
     with dbs.source.connect() as conn:
-        count = conn.execute(sa.select(sa.func.count()).where(where(table.sa_table()))).scalar_one()
+        count = conn.execute(
+            sa.select(sa.func.count()).where(where(table.source_rows()))
+        ).scalar_one()
     reporter.set_total(int(count))
     stats: dict[str, Any] = {
         "path": "incremental",

@@ -34,6 +34,53 @@ def mask_url(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
+def check_modes(mode: str, write_mode: str, cursor: str | None) -> None:
+    """The rules a sync mode puts on the other settings, for the job and for each table."""
+    if mode != "full" and write_mode != "upsert":
+        raise ValueError(
+            f"mode: {mode} needs write_mode: upsert (got {write_mode}): it"
+            " rewrites rows that are on the target already"
+        )
+    if mode == "incremental" and cursor is None:
+        raise ValueError("mode: incremental needs cursor: the column that grows on change")
+    if mode != "incremental" and cursor is not None:
+        raise ValueError(f"cursor is used by mode: incremental only (mode is {mode})")
+
+
+class TableSettings(BaseModel):
+    """What one table of a job does differently from the job (the job file's
+    `table_settings: {TABLE: {...}}`); a key left out keeps the job's value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    where: str | None = Field(
+        default=None,
+        min_length=1,
+        description="A row filter: an SQL condition on the source table's columns, run on"
+        " the source as written; only matching rows are copied and verified, and the"
+        " target table holds exactly those.",
+    )
+    columns: list[str] | None = Field(
+        default=None, min_length=1, description="Copy only these columns (the key always)."
+    )
+    exclude_columns: list[str] | None = Field(
+        default=None, min_length=1, description="Copy every column but these."
+    )
+    target: str | None = Field(
+        default=None, min_length=1, description="The target table's name; default: the same."
+    )
+    mode: SyncMode | None = None
+    cursor: str | None = Field(default=None, min_length=1)
+    lookback: float | None = Field(default=None, ge=0)
+    write_mode: WriteMode | None = None
+
+    @model_validator(mode="after")
+    def _one_column_list(self) -> TableSettings:
+        if self.columns is not None and self.exclude_columns is not None:
+            raise ValueError("give columns or exclude_columns, not both")
+        return self
+
+
 def _parse_url(raw: str, field: str) -> URL:
     try:
         return make_url(raw)
@@ -94,19 +141,45 @@ class Job(BaseModel):
     throttle_rows_per_second: float | None = Field(
         default=None, gt=0, description="Cap on rows per second per unit; None: no cap."
     )
+    table_settings: dict[str, TableSettings] = Field(
+        default_factory=dict,
+        description="Per table (by its source name): a row filter, the columns, the target"
+        " name, and the mode, cursor, lookback or write mode where they differ from the"
+        " job's.",
+    )
 
     @model_validator(mode="after")
     def _mode_writes(self) -> Job:
-        if self.mode != "full" and self.write_mode != "upsert":
-            raise ValueError(
-                f"mode: {self.mode} needs write_mode: upsert (got {self.write_mode}): it"
-                " rewrites rows that are on the target already"
-            )
-        if self.mode == "incremental" and self.cursor is None:
-            raise ValueError("mode: incremental needs cursor: the column that grows on change")
-        if self.mode != "incremental" and self.cursor is not None:
-            raise ValueError(f"cursor is used by mode: incremental only (mode is {self.mode})")
+        check_modes(self.mode, self.write_mode, self.cursor)
+        targets: dict[str, str] = {}
+        for name, settings in self.table_settings.items():
+            job = self.for_table(name)
+            try:
+                check_modes(job.mode, job.write_mode, job.cursor)
+            except ValueError as exc:
+                raise ValueError(f"table_settings.{name}: {exc}") from None
+            target = settings.target or name
+            if target in targets:
+                raise ValueError(
+                    f"table_settings: tables {targets[target]!r} and {name!r} both write"
+                    f" to target table {target!r}"
+                )
+            targets[target] = name
         return self
+
+    def for_table(self, name: str) -> Job:
+        """The job as table `name` runs it: its mode, cursor, lookback and write mode
+        from `table_settings` where it has them (one table's cursor needs not be
+        another's); the job itself when it has none."""
+        settings = self.table_settings.get(name)
+        if settings is None:
+            return self
+        changes = settings.model_dump(
+            include={"mode", "cursor", "lookback", "write_mode"}, exclude_none=True
+        )
+        if settings.mode is not None and settings.mode != "incremental":
+            changes.setdefault("cursor", None)
+        return self.model_copy(update=changes)
 
     @field_validator("source", "target")
     @classmethod
@@ -157,11 +230,11 @@ def expand_env(text: str, *, where: str, env: dict[str, str] | None = None) -> s
 
 
 def _describe(error: Any) -> str:
-    loc = ".".join(str(part) for part in error["loc"]) or "job"
+    loc = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
         return f"unknown key {loc!r}"
     msg = str(error["msg"]).removeprefix("Value error, ")
-    return f"{loc}: {msg}"
+    return f"{loc}: {msg}" if loc else msg
 
 
 def job_from_dict(data: Any, *, where: str = "job") -> Job:

@@ -123,7 +123,7 @@ def copy_keyless(
     create_target(dbs.target, spec)
     stage = _fresh_stage(dbs.target, spec, _side_name(spec.table.name, "stage"))
     started = time.perf_counter()
-    source = table.sa_table()
+    source = table.source_rows()
     select = sa.select(*projection(table, source, dbs.target.dialect.name))
     names = [c.name for c in table.columns]
     convert = spec.converters

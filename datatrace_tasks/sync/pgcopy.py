@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from datatrace_tasks.sync.bulk import BulkState, Key, Page
 from datatrace_tasks.sync.catalog import SourceColumn, SourceTable
 from datatrace_tasks.sync.ddl import TargetTable
-from datatrace_tasks.sync.rawsql import plain_quote, quote
+from datatrace_tasks.sync.rawsql import plain_quote, quote, source_rows
 from datatrace_tasks.sync.reader import Row
 
 _NULL = "X'5C4E'"  # \N, spelled without backslashes so NO_BACKSLASH_ESCAPES cannot matter
@@ -60,7 +60,7 @@ class PgText:
     def __init__(self, source: Engine, table: SourceTable, spec: TargetTable) -> None:
         pieces = [_piece(quote(source, c.name), table.column(c.name)) for c in spec.table.columns]
         self.line = f"CONVERT(CONCAT_WS(X'09', {', '.join(pieces)}) USING binary)"
-        self.source_table = quote(source, table.name)
+        self.source_table = source_rows(source, table.name, table.row_filter)
         self.keys = [quote(source, name) for name in table.key]
 
 

@@ -8,13 +8,14 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table as RichTable
 
-from datatrace_tasks.exceptions import SchemaIncompatible, TableUnsupported
-from datatrace_tasks.sync.catalog import SourceTable, resolve_tables
+from datatrace_tasks.exceptions import ConfigError, SchemaIncompatible, TableUnsupported
+from datatrace_tasks.sync.catalog import SourceTable
 from datatrace_tasks.sync.ddl import target_table
 from datatrace_tasks.sync.engines import Databases, is_mysql
 from datatrace_tasks.sync.incremental import cursor_column
 from datatrace_tasks.sync.job import Job
 from datatrace_tasks.sync.keyless import KEYLESS_NOTE, refusal_keyless_append
+from datatrace_tasks.sync.tablesettings import check_row_filter, job_tables
 
 NOTES_MYSQL = (
     "foreign keys and triggers are not copied: tables are copied in parallel, in any order"
@@ -33,6 +34,10 @@ class PlannedUnit:
     ddl: str | None = None
     warnings: list[str] = field(default_factory=list)
     refusal: str | None = None
+    target: str | None = None  # the target table, where its name differs
+    mode: str = "full"
+    row_filter: str | None = None
+    columns: list[str] | None = None  # the columns copied, where not all of them
 
 
 @dataclass
@@ -65,10 +70,15 @@ class Plan:
         for unit in self.units:
             details = [unit.refusal] if unit.refusal else []
             details += [f"! {w}" for w in unit.warnings]
+            if unit.row_filter:
+                details.insert(0, f"rows where {unit.row_filter}")
+            if unit.columns is not None:
+                details.insert(0, f"columns {', '.join(unit.columns)}")
             if unit.ddl:
                 details.append(unit.ddl)
+            name = unit.table if unit.target is None else f"{unit.table} -> {unit.target}"
             out.add_row(
-                escape(unit.table),
+                escape(name),
                 f"{unit.estimated_rows:,}",
                 escape(", ".join(unit.key)) or "-",
                 "[red]refused[/red]" if unit.refusal else escape(unit.action),
@@ -111,48 +121,64 @@ def _mode_action(job: Job, table: SourceTable, unit: PlannedUnit, fresh: bool) -
         unit.action += "; differential: only rows that differ are written"
 
 
+def _plan_unit(dbs: Databases, job: Job, table: SourceTable) -> PlannedUnit:
+    """What a run of `job` (as this table runs it) would do with `table`."""
+    everything = dbs.catalog()[table.name].columns
+    unit = PlannedUnit(
+        table=table.name,
+        estimated_rows=table.estimated_rows,
+        key=list(table.key),
+        key_origin=table.key_origin,
+        action="refused",
+        target=table.target_name,
+        mode=job.mode,
+        row_filter=table.row_filter,
+        columns=None if table.columns == everything else [c.name for c in table.columns],
+    )
+    if not table.key and job.write_mode == "append":
+        unit.refusal = refusal_keyless_append(table)
+        return unit
+    try:
+        check_row_filter(dbs.source, table)
+        with dbs.source.connect() as conn:
+            spec = target_table(conn, dbs.target, table, write_mode=job.write_mode)
+    except (SchemaIncompatible, TableUnsupported, ConfigError) as exc:
+        unit.refusal = str(exc)
+        return unit
+    unit.action, unit.ddl, unit.warnings = spec.state, spec.ddl, spec.warnings
+    _mode_action(job, table, unit, fresh=spec.ddl is not None)
+    if not table.key:
+        unit.warnings = [KEYLESS_NOTE, *unit.warnings]
+    return unit
+
+
 def plan_job(job: Job) -> Plan:
     """Plan `job`: reads both catalogs, writes nothing to either database.
 
     Raises:
         DatabaseUnreachable: a database cannot be reached.
         TableNotFound: a table the job names is not in the source schema.
+        ConfigError: the job's table_settings do not fit the source's tables.
     """
     dbs = Databases(job.source_url, job.target_url)
     try:
-        catalog = dbs.catalog()
-        units = []
-        for table in resolve_tables(catalog, job.tables, job.include, job.exclude):
-            unit = PlannedUnit(
-                table=table.name,
-                estimated_rows=table.estimated_rows,
-                key=list(table.key),
-                key_origin=table.key_origin,
-                action="refused",
-            )
-            units.append(unit)
-            if not table.key and job.write_mode == "append":
-                unit.refusal = refusal_keyless_append(table)
-                continue
-            try:
-                with dbs.source.connect() as conn:
-                    spec = target_table(conn, dbs.target, table, write_mode=job.write_mode)
-            except SchemaIncompatible as exc:
-                unit.refusal = str(exc)
-                continue
-            unit.action, unit.ddl, unit.warnings = spec.state, spec.ddl, spec.warnings
-            _mode_action(job, table, unit, fresh=spec.ddl is not None)
-            if not table.key:
-                unit.warnings = [KEYLESS_NOTE, *unit.warnings]
+        units = [
+            _plan_unit(dbs, job.for_table(table.name), table)
+            for table in job_tables(dbs.catalog(), job)
+        ]
         notes = (
             [NOTES_MYSQL]
             if is_mysql(dbs.target)
             else ["foreign keys, triggers and secondary indexes are not copied"]
         )
-        if job.mode == "differential":
+        if job.mode == "differential" or any(u.mode == "differential" for u in units):
             notes.insert(0, DIFFERENTIAL_NOTE)
-        elif job.mode == "incremental":
-            notes.insert(0, INCREMENTAL_NOTE.format(cursor=job.cursor, lookback=job.lookback))
+        runs = [job.for_table(unit.table) for unit in units]
+        windows = dict.fromkeys(
+            (run.cursor, run.lookback) for run in [job, *runs] if run.mode == "incremental"
+        )
+        for cursor, lookback in reversed(list(windows)):
+            notes.insert(0, INCREMENTAL_NOTE.format(cursor=cursor, lookback=lookback))
         return Plan(
             mode=job.mode,
             job=job.name,

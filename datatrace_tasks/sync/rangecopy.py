@@ -192,7 +192,9 @@ class RangeCopy:
                 self._fetch_rows,
             )
         if self.path == "attach":
-            return AttachWriter(self.dbs.source, self.dbs.target, self.spec, self.job.write_mode)
+            return AttachWriter(
+                self.dbs.source, self.dbs.target, self.table, self.spec, self.job.write_mode
+            )
         if self.path == "copy":
             return PgCopyWriter(
                 self.dbs.target, self.spec, self.job.write_mode, self.bulk, self._fetch_rows

@@ -88,7 +88,7 @@ def split(engine: Engine, table: SourceTable, parts: int, total: int) -> list[Ke
     parts = min(parts, total)  # more ranges than rows: an offset would go below zero
     if parts <= 1:
         return [KeyRange(None, None)]
-    sa_table = table.sa_table()
+    sa_table = table.source_rows()
     keys = [sa_table.c[name] for name in table.key]
     cuts: list[Key] = []
     with engine.connect() as conn:

@@ -35,6 +35,19 @@ def quote(engine: Engine, name: str) -> str:
     return quoted
 
 
+def source_rows(engine: Engine, name: str, row_filter: str | None, *, plain: bool = False) -> str:
+    """What a raw statement on the source selects from: the quoted table, or the rows
+    of it that match the job's row filter, as a derived table under the same name.
+    `plain`: for a statement sent without parameters (see `plain_quote`)."""
+    quoted = plain_quote(engine, name) if plain else quote(engine, name)
+    if row_filter is None:
+        return quoted
+    condition = row_filter
+    if not plain and engine.dialect.paramstyle in ("format", "pyformat"):
+        condition = condition.replace("%", "%%")
+    return f"(SELECT * FROM {quoted} WHERE ({condition})) AS {quoted}"  # noqa: S608
+
+
 def _key_terms(
     keys: Sequence[str], key: Sequence[Any], op: str, mark: str
 ) -> tuple[list[str], list[Any]]:

@@ -45,7 +45,9 @@ def upto_key(columns: Sequence[sa.ColumnElement[Any]], key: Sequence[Any]) -> An
     return sa.and_(columns[0] <= key[0], sa.or_(*terms))
 
 
-def projection(table: SourceTable, sa_table: sa.Table, target_dialect: str) -> list[Any]:
+def projection(
+    table: SourceTable, sa_table: sa.Table | sa.Subquery, target_dialect: str
+) -> list[Any]:
     """What to select per column so the value can be written to `target_dialect` exactly.
 
     MySQL targets get GEOMETRY's internal bytes (SRID + WKB) verbatim, so the copy is
@@ -77,7 +79,7 @@ def batches(
     target_dialect: str,
     after: Sequence[Any] | None = None,
     until: Sequence[Any] | None = None,
-    where: Callable[[sa.Table], Any] | None = None,
+    where: Callable[[sa.Table | sa.Subquery], Any] | None = None,
 ) -> Iterator[Batch]:
     """Yield the table's rows in key order, `batch_size` at a time, after `after`
     and up to `until` (inclusive; None: to the end), only those matching `where`
@@ -86,7 +88,7 @@ def batches(
     Each page is its own short read, so no snapshot or cursor is held while the
     caller writes; memory holds one page whatever the table size.
     """
-    sa_table = table.sa_table()
+    sa_table = table.source_rows()
     keys = [sa_table.c[name] for name in table.key]
     names = [col.name for col in table.columns]
     base = sa.select(*projection(table, sa_table, target_dialect)).order_by(*keys)

@@ -34,7 +34,9 @@ def repair_rows(dbs: Databases, table: SourceTable, spec: TargetTable, diff: Dif
     """Upsert the source rows `diff` names and delete the target-only ones; returns how
     many rows were written or deleted."""
     flat = wkb_only(dbs.source, dbs.target)
-    src = Fingerprint(Side(dbs.source, table.name, table.columns, table.key, flat))
+    src = Fingerprint(
+        Side(dbs.source, table.name, table.columns, table.key, flat, None, table.row_filter)
+    )
     dst = Fingerprint(Side(dbs.target, spec.table.name, table.columns, table.key, flat))
     chosen, buckets = set(diff.buckets), diff.bucket_count
     # The comparison read the key values with the row hashes; else look them up now.
@@ -44,7 +46,7 @@ def repair_rows(dbs: Databases, table: SourceTable, spec: TargetTable, diff: Dif
     unwanted = list(diff.extra_values or ()) if diff.extra_values is not None else []
     if diff.extra_values is None and diff.extra_keys:
         unwanted = dst.key_values(buckets, chosen, set(diff.extra_keys))
-    source_table = table.sa_table()
+    source_table = table.source_rows()
     select = sa.select(*projection(table, source_table, dbs.target.dialect.name))
     source_keys = [source_table.c[name] for name in table.key]
     names = [c.name for c in table.columns]

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from datatrace_tasks.sync.bulk import Key, Page
 from datatrace_tasks.sync.catalog import SourceTable
 from datatrace_tasks.sync.ddl import TargetTable
-from datatrace_tasks.sync.rawsql import between_sql, plain_quote
+from datatrace_tasks.sync.rawsql import between_sql, plain_quote, source_rows
 
 SCHEMA = "datatrace_src"
 _KINDS = frozenset({"integer", "float", "decimal", "string", "binary", "date", "datetime"})
@@ -43,7 +43,7 @@ def key_pages(
     """Pages of keys only (`after < key <= last_key`, `count` rows) in key order."""
     keys = [plain_quote(source, k) for k in table.key]
     listed, desc = ", ".join(keys), ", ".join(f"{k} DESC" for k in keys)
-    name = plain_quote(source, table.name)
+    name = source_rows(source, table.name, table.row_filter, plain=True)
     raw: Any = source.raw_connection()
     try:
         cursor = raw.cursor()
@@ -80,14 +80,25 @@ def key_pages(
 class AttachWriter:
     """Copies each page with one INSERT ... SELECT from the attached source file."""
 
-    def __init__(self, source: Engine, target: Engine, spec: TargetTable, write_mode: str) -> None:
+    def __init__(
+        self,
+        source: Engine,
+        target: Engine,
+        table: SourceTable,
+        spec: TargetTable,
+        write_mode: str,
+    ) -> None:
         self.source_path = str(source.url.database)
         self.target = target
         names = [plain_quote(target, c.name) for c in spec.table.columns]
         self.keys = [plain_quote(target, k) for k in spec.key]
         cols = ", ".join(names)
-        table = self.table = plain_quote(target, spec.table.name)
-        self.insert = f"INSERT INTO main.{table} ({cols}) SELECT {cols} FROM {SCHEMA}.{table}"  # noqa: S608
+        into = plain_quote(target, spec.table.name)
+        rows = self.rows = f"{SCHEMA}.{plain_quote(target, table.name)}"
+        if table.row_filter is not None:  # the matching rows, as a derived table
+            rows = f"(SELECT * FROM {rows} WHERE ({table.row_filter})) AS {SCHEMA}_rows"  # noqa: S608
+            self.rows = f"{SCHEMA}_rows"
+        self.insert = f"INSERT INTO main.{into} ({cols}) SELECT {cols} FROM {rows}"  # noqa: S608
         others = [n for n in names if n not in self.keys]
         conflict = f" ON CONFLICT ({', '.join(self.keys)})"
         update = ", ".join(f"{n} = excluded.{n}" for n in others)
@@ -101,7 +112,7 @@ class AttachWriter:
         if self._raw is None:
             self._raw = self.target.raw_connection()
             self._raw.execute("ATTACH DATABASE ? AS " + SCHEMA, (self.source_path,))
-        source_keys = [f"{SCHEMA}.{self.table}.{k}" for k in self.keys]
+        source_keys = [f"{self.rows}.{k}" for k in self.keys]
         where, params = between_sql(source_keys, page.after, page.last_key, "?")
         plain = self.write_mode == "append" and not replay
         tail = "" if plain else (self.skip if self.write_mode == "append" else self.upsert)

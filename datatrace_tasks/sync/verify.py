@@ -29,6 +29,7 @@ from datatrace_tasks.sync.ddl import TargetTable, target_table
 from datatrace_tasks.sync.engines import Databases, is_mysql
 from datatrace_tasks.sync.fingerprint import Aggregate, Buckets, Fingerprint, Scope, Side
 from datatrace_tasks.sync.job import Job
+from datatrace_tasks.sync.tablesettings import job_tables, narrowed
 
 VerificationResult = dict[str, Any]
 T = TypeVar("T")
@@ -164,7 +165,8 @@ def _message(
     if source_rows != target_rows:
         parts.insert(0, f"row counts differ, source {source_rows}, target {target_rows}")
     columns = ", ".join(table.key) or "none: whole rows compared"
-    return f"table {table.name!r} (key {columns}): " + "; ".join(parts)
+    landing = "" if table.target_name is None else f" -> target table {table.target!r}"
+    return f"table {table.name!r}{landing} (key {columns}): " + "; ".join(parts)
 
 
 def xor_of(aggregates: Iterable[Aggregate]) -> int:
@@ -212,7 +214,9 @@ def verify_table(
             message names the keys.
     """
     flat = wkb_only(source, target)
-    src = Fingerprint(Side(source, table.name, table.columns, table.key, flat, scope))
+    src = Fingerprint(
+        Side(source, table.name, table.columns, table.key, flat, scope, table.row_filter)
+    )
     dst = Fingerprint(Side(target, spec.table.name, table.columns, table.key, flat, scope))
     # A big table is scanned as two key ranges at once on each server (2 cores here).
     # Not a window: cutting it would read the whole key order to find the middle.
@@ -268,22 +272,23 @@ def verify_job(job: Job, tables: Sequence[str] | None = None) -> dict[str, Verif
     try:
         catalog = dbs.catalog()
         if tables is None:
-            chosen = resolve_tables(catalog, job.tables, job.include, job.exclude)
+            chosen = job_tables(catalog, job)
         else:
-            chosen = resolve_tables(catalog, tables)
+            chosen = [narrowed(table, job) for table in resolve_tables(catalog, tables)]
         results: dict[str, VerificationResult] = {}
         for table in chosen:
+            write_mode = job.for_table(table.name).write_mode
             try:
                 with dbs.source.connect() as conn:
-                    spec = target_table(conn, dbs.target, table, write_mode=job.write_mode)
+                    spec = target_table(conn, dbs.target, table, write_mode=write_mode)
                 if spec.ddl is not None:
-                    raise VerificationFailed(f"table {table.name!r} does not exist on the target")
+                    raise VerificationFailed(f"table {table.target!r} does not exist on the target")
                 results[table.name] = verify_table(
                     dbs.source,
                     dbs.target,
                     table,
                     spec,
-                    allow_extra_rows=job.write_mode == "append",
+                    allow_extra_rows=write_mode == "append",
                 )
             except DataTraceError as exc:
                 results[table.name] = {"table": table.name, "ok": False, "error": str(exc)}

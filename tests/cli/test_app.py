@@ -156,6 +156,31 @@ class TestPlan:
         )
         assert tasks_in(tmp_path / "s.db") == 0
 
+    def test_plan_shows_each_tables_settings(self, tmp_path: Path, source: str) -> None:
+        """plan names the target table, the filter and the columns a table's settings
+        give; a bad filter is refused with the server's reason and `run` exits 2
+        writing nothing."""
+        settings = (
+            'table_settings:\n  beta:\n    where: "id % 2 = 0"\n    columns: [id]\n'
+            "    target: beta_even\n"
+        )
+        target = tmp_path / "t.db"
+        head = f"name: x\nsource: {source}\ntarget: sqlite:///{target}\n"
+        job = write_job(tmp_path / "job.yaml", head + settings)
+        out = datatrace("plan", str(job), state=tmp_path / "s.db")
+        assert out.returncode == 0, out.stderr
+        assert "beta -> beta_even" in out.stdout
+        assert "rows where id % 2 = 0" in out.stdout and "columns id" in out.stdout
+        bad = write_job(tmp_path / "bad.yaml", head + settings.replace("id % 2", "idd % 2"))
+        refused = datatrace("run", str(bad), state=tmp_path / "s.db")
+        assert refused.returncode == 2  # bad input, as for every refused job
+        assert "table_settings.beta.where" in refused.stderr and "idd" in refused.stderr
+        assert (
+            not target.exists()
+            or not sa.inspect(sa.create_engine(f"sqlite:///{target}")).get_table_names()
+        )
+        assert tasks_in(tmp_path / "s.db") == 0
+
 
 def free_port() -> int:
     """A loopback port nobody listens on right now."""
