@@ -81,6 +81,8 @@ def _run_and_report(manager: Any, task_id: str, job: Any) -> None:
     ):
         outcome = run_interruptible(lambda: run_task(manager, task_id, job))
     console.print(units_table(manager.store, task_id))
+    for note in outcome.notes:
+        console.print(escape(note))
     console.print(f"task {task_id}: {time.monotonic() - started:.1f} s")
     if stop.signum is not None:
         err.print(f"paused on request. Resume with: datatrace resume {task_id}")

@@ -58,6 +58,8 @@ def run_sync_job(
     runner = use_task_runner(dask_task_runner(address=dask_address)) if dask_address else None
     with runner if runner is not None else nullcontext():
         result = run_task(manager, task_id, job)
+    for note in result.notes:
+        log.info("%s", note)
     _, state = run_state(result, cancelled=_cancelling(), about=f"sync task {task_id} ({name}): ")
     log.info(state.message)
     return state

@@ -14,6 +14,7 @@ same way everywhere:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from datatrace_tasks.state.outcome import RunOutcome, outcome
 from datatrace_tasks.state.store import Store
 from datatrace_tasks.state.units import TaskStatus, TaskUnit, UnitStatus
 from datatrace_tasks.sync import Job, job_from_dict, load_job, plan_job
+from datatrace_tasks.sync.finish import add_foreign_keys
 
 
 def create_task_from_job(manager: TaskManager, job: Job, *, job_path: str | Path | None) -> str:
@@ -132,7 +134,12 @@ def run_task(
         )
     finally:
         process.close()  # the run's connections go with it
-    return outcome(manager.store, task_id, completed_now=done_now)
+    result = outcome(manager.store, task_id, completed_now=done_now)
+    if not result.ok:
+        return result
+    # Every table is in: the foreign keys between them can be added now (finish.py).
+    keys = add_foreign_keys(job)
+    return dataclasses.replace(result, notes=(*keys.built, *keys.not_built))
 
 
 def check_can_run(store: Store, task_id: str, *, retry_failed: bool) -> tuple[list[TaskUnit], int]:

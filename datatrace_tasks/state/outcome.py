@@ -18,6 +18,7 @@ class RunOutcome:
     completed: int
     failed: int
     unfinished: int
+    notes: tuple[str, ...] = ()  # what the run did after its units (foreign keys added)
 
     @property
     def ok(self) -> bool:

@@ -74,9 +74,17 @@ class SourceColumn:
     char_length: int | None = None
     precision: int | None = None
     scale: int | None = None
+    default: str | None = None  # MySQL's COLUMN_DEFAULT: SQL text ('abc', 0, NULL, now())
+    extra: str = ""  # MySQL's EXTRA: auto_increment, on update ..., VIRTUAL GENERATED
+    comment: str = ""
     # Set for non-MySQL sources only: the reflected type, used where the driver
     # returns raw text that the type turns into a value (SQLite dates).
     sa_type: TypeEngine[Any] | None = field(default=None, compare=False)
+
+    @property
+    def auto_increment(self) -> bool:
+        """Whether the server numbers new rows in this column."""
+        return "auto_increment" in self.extra.lower()
 
     @property
     def unsigned(self) -> bool:
@@ -147,7 +155,8 @@ class SourceTable:
 
 _COLUMNS = sa.text(
     "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE,"
-    " CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE"
+    " CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE,"
+    " COLUMN_DEFAULT, EXTRA, COLUMN_COMMENT"
     " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :schema"
     " ORDER BY TABLE_NAME, ORDINAL_POSITION"
 )
@@ -209,6 +218,9 @@ def read_mysql_catalog(conn: Connection, schema: str) -> dict[str, SourceTable]:
             char_length=None if row[5] is None else int(row[5]),
             precision=None if row[6] is None else int(row[6]),
             scale=None if row[7] is None else int(row[7]),
+            default=None if row[8] is None else str(row[8]),
+            extra=str(row[9] or ""),
+            comment=str(row[10] or ""),
         )
     indexes: dict[str, dict[str, list[str]]] = {name: {} for name in estimates}
     for table, index, column in conn.execute(_INDEXES, params).all():

@@ -25,12 +25,14 @@ from datatrace_tasks.sync.ddl import TargetTable, target_table
 from datatrace_tasks.sync.differential import has_rows, resync_table
 from datatrace_tasks.sync.engines import Databases
 from datatrace_tasks.sync.fingerprint import Scope
+from datatrace_tasks.sync.finish import finish_table
 from datatrace_tasks.sync.incremental import Window, copy_window, open_window, scope
 from datatrace_tasks.sync.job import Job
 from datatrace_tasks.sync.keyless import copy_keyless
 from datatrace_tasks.sync.rangecopy import RangeCopy
 from datatrace_tasks.sync.ranges import KeyRange, auto_ranges, from_checkpoint, split
 from datatrace_tasks.sync.repair import repair_rows
+from datatrace_tasks.sync.schema import read_objects
 from datatrace_tasks.sync.sinks import SqlSink
 from datatrace_tasks.sync.tablesettings import narrowed
 from datatrace_tasks.sync.verify import Differences, verify_table
@@ -127,7 +129,9 @@ def copy_table(
     *,
     verify: bool = True,
 ) -> None:
-    """Copy the table `unit.id` from the job's source to its target.
+    """Copy the table `unit.id` from the job's source to its target, then build its
+    secondary indexes and set its next AUTO_INCREMENT value (`finish.py`; what was
+    built and what could not be is kept in `unit.extra["schema"]`).
 
     Writes `unit.extra["copy"]` (rows read in this run, batches, ranges, the write
     path, where it resumed) and, when verifying, hands the result to
@@ -146,9 +150,25 @@ def copy_table(
         VerificationFailed: the target differs from the source after the copy.
     """
     table = narrowed(dbs.table(unit.id), job)
+    spec = _copy_and_verify(dbs, job, table, unit, reporter, verify=verify)
+    objects = dbs.once("schema objects", lambda: read_objects(dbs.source))
+    unit.extra["schema"] = finish_table(dbs, table, spec, objects).to_json()
+
+
+def _copy_and_verify(
+    dbs: Databases,
+    job: Job,
+    table: SourceTable,
+    unit: TaskUnit,
+    reporter: ProgressReporter,
+    *,
+    verify: bool,
+) -> TargetTable:
+    """The copy of one table in the job's mode, verified; returns its target table."""
     if not table.key:  # staged whole and swapped in (keyless.py); restarts from zero
         spec = copy_keyless(dbs, job, table, unit, reporter)
-        return _verify(dbs, job, table, spec, unit, reporter, unit.extra["copy"], verify=verify)
+        _verify(dbs, job, table, spec, unit, reporter, unit.extra["copy"], verify=verify)
+        return spec
     with dbs.source.connect() as conn:
         spec = target_table(conn, dbs.target, table, write_mode=job.write_mode)
     checkpoint: Mapping[str, Any] | None = reporter.checkpoint
@@ -160,11 +180,13 @@ def copy_table(
         _verify(
             dbs, job, table, spec, unit, reporter, stats, verify=verify, window=ranged, repair=True
         )
-        return _set_mark(unit, window, verify)
+        _set_mark(unit, window, verify)
+        return spec
     if job.mode == "differential" and checkpoint is None and has_rows(dbs, spec):
         # The comparison and the re-check of what it repaired are the verification.
         unit.extra["copy"], unit.extra["verification"] = resync_table(dbs, table, spec, reporter)
-        return reporter.set_verification(unit.extra["verification"])
+        reporter.set_verification(unit.extra["verification"])
+        return spec
     carry = {} if window is None else {"incremental": window.to_json()}
     stats = _copy_ranges(dbs, job, table, spec, unit, reporter, carry)
     # A resumed unit re-copies the rows that differ, once, then verifies again.
@@ -172,6 +194,7 @@ def copy_table(
     _verify(dbs, job, table, spec, unit, reporter, stats, verify=verify, repair=repair)
     if window is not None:
         _set_mark(unit, window, verify)
+    return spec
 
 
 def _copy_ranges(

@@ -27,6 +27,8 @@ from datatrace_tasks.sync.typemap import Convert, decimal_digits, integer_range,
 # A foreign-key line of SHOW CREATE TABLE output: "  CONSTRAINT `fk` FOREIGN KEY (...) ...".
 _FK_LINE = re.compile(r"^\s*CONSTRAINT\s+`(?:[^`]|``)*`\s+FOREIGN\s+KEY\b", re.IGNORECASE)
 _HEADER = re.compile(r"^CREATE\s+TABLE\s+`(?:[^`]|``)*`", re.IGNORECASE)
+# An index line: "  UNIQUE KEY `name` (...)", "  FULLTEXT KEY ...", "  KEY ...".
+_KEY_LINE = re.compile(r"^\s*((?:UNIQUE|FULLTEXT|SPATIAL)\s+)?KEY\s+`((?:[^`]|``)*)`")
 # A column line: "  `name` type ...".
 _COLUMN_LINE = re.compile(r"^\s+`((?:[^`]|``)*)`\s")
 
@@ -47,27 +49,57 @@ class TargetTable:
         return "create" if self.ddl else "exists, compatible"
 
 
-def mysql_create_statement(source: Connection, target: Engine, table: SourceTable) -> str:
-    """The source's own CREATE TABLE, with the name re-quoted for the target and FKs removed.
-
-    Using `SHOW CREATE TABLE` keeps every type exactly (ENUM, SET, YEAR, GEOMETRY,
-    unsigned integers, character sets, collations). Foreign keys are stripped: units
-    are copied in parallel and in any order, so a child table would be refused rows
-    whose parent has not been copied yet. Triggers are not copied either, so a copied
-    table is never also written to by a trigger on the target.
-    """
+def _show_create(source: Connection, table: SourceTable) -> list[str]:
+    """The lines of the source's `SHOW CREATE TABLE`."""
     cursor = source.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:  # with a parameter sequence, so the driver undoes quote()'s doubled `%`
         cursor.execute(f"SHOW CREATE TABLE {quote(source.engine, table.name)}", ())
         row = cursor.fetchone()
-        text = str(row[1]) if row else ""
+        return (str(row[1]) if row else "").split("\n")
     finally:
         cursor.close()
-    lines = text.split("\n")
+
+
+def _deferred_name(line: str, table: SourceTable) -> str | None:
+    """The name of the index a DDL line defines, if it is built after the rows (every
+    index but the primary key and the unique key the table is keyed by)."""
+    found = _KEY_LINE.match(line)
+    if found is None:
+        return None
+    name = found.group(2).replace("``", "`")
+    return None if table.key_origin == f"unique key {name}" else name
+
+
+def mysql_index_lines(source: Connection, table: SourceTable) -> dict[str, str]:
+    """The indexes built after the rows, by name: each the source's own definition
+    (`KEY `name` (...)`, prefixes, FULLTEXT and SPATIAL included), for `ADD`."""
+    lines = _show_create(source, table)
+    left_out = _left_out(lines, table)
+    found = {}
+    for line in lines:
+        name = _deferred_name(line, table)
+        if name is not None and not _mentions(line, left_out):
+            found[name] = line.strip().rstrip(",")
+    return found
+
+
+def mysql_create_statement(source: Connection, target: Engine, table: SourceTable) -> str:
+    """The source's own CREATE TABLE, with the name re-quoted for the target, without
+    foreign keys and the indexes built after the rows (`mysql_index_lines`).
+
+    Using `SHOW CREATE TABLE` keeps every type exactly (ENUM, SET, YEAR, GEOMETRY,
+    unsigned integers, character sets, collations, defaults, comments, the
+    AUTO_INCREMENT counter). Foreign keys are added once every table is in
+    (`finish.py`): units are copied in parallel and in any order. Triggers are not
+    copied, so a copied table is never also written to by a trigger on the target.
+    """
+    lines = _show_create(source, table)
     kept: list[str] = []
     left_out = _left_out(lines, table)
     for line in lines:
         if _FK_LINE.match(line) or _mentions(line, left_out):
+            continue
+        if _deferred_name(line, table) is not None:
             continue
         if line.startswith(")") and kept and kept[-1].endswith(","):
             kept[-1] = kept[-1][:-1]
@@ -179,6 +211,8 @@ def _portable_fits(src: SourceColumn, t: TypeEngine[Any], sqlite: bool) -> bool:
     length = getattr(t, "length", None)
     if kind in ("integer", "year", "bit"):
         lo, hi = _source_range(src)
+        if sqlite and src.auto_increment:  # a numbered key, see typemap.NUMBERED_UNSIGNED
+            hi = min(hi, 2**63 - 1)
         if cat == "integer":
             dlo, dhi = integer_range(_integer_size(t, sqlite), False)
             return dlo <= lo and hi <= dhi
@@ -307,5 +341,10 @@ def create_target(target: Engine, spec: TargetTable) -> None:
         if is_mysql(target):
             # no_parameters: the DDL goes verbatim, a "%" in a comment is not a placeholder.
             conn.exec_driver_sql(spec.ddl, execution_options={"no_parameters": True})
-        else:
-            spec.table.create(conn)
+            return
+        for sequence in spec.table.info.get("sequences", ()):
+            conn.exec_driver_sql(
+                f"CREATE SEQUENCE IF NOT EXISTS {plain_quote(target, sequence)}",
+                execution_options={"no_parameters": True},
+            )
+        spec.table.create(conn)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
@@ -15,6 +16,7 @@ from datatrace_tasks.sync.infile import GuardedConnection
 from datatrace_tasks.sync.job import mask_url
 
 Role = Literal["source", "target"]
+T = TypeVar("T")
 
 
 def is_mysql(engine: Engine) -> bool:
@@ -102,6 +104,15 @@ class Databases:
         self.target = create(target, role="target")
         self._catalog: dict[str, SourceTable] | None = None
         self._lock = threading.Lock()
+        self._once: dict[str, Any] = {}
+
+    def once(self, what: str, read: Callable[[], T]) -> T:
+        """`read()` the first time `what` is asked for, its value after that: for what
+        every unit of the job reads alike (the source's schema objects)."""
+        with self._lock:
+            if what not in self._once:
+                self._once[what] = read()
+            return cast(T, self._once[what])
 
     def catalog(self) -> dict[str, SourceTable]:
         """The source catalog, read on first use after checking both databases answer.

@@ -11,14 +11,17 @@ from rich.table import Table as RichTable
 from datatrace_tasks.exceptions import ConfigError, SchemaIncompatible, TableUnsupported
 from datatrace_tasks.sync.catalog import SourceTable
 from datatrace_tasks.sync.ddl import target_table
-from datatrace_tasks.sync.engines import Databases, is_mysql
+from datatrace_tasks.sync.engines import Databases
+from datatrace_tasks.sync.finish import index_statements, planned_foreign_keys
 from datatrace_tasks.sync.incremental import cursor_column
 from datatrace_tasks.sync.job import Job
 from datatrace_tasks.sync.keyless import KEYLESS_NOTE, refusal_keyless_append
+from datatrace_tasks.sync.schema import SchemaObjects, read_objects
 from datatrace_tasks.sync.tablesettings import check_row_filter, job_tables
 
-NOTES_MYSQL = (
-    "foreign keys and triggers are not copied: tables are copied in parallel, in any order"
+AFTER_LOAD_NOTE = (
+    "secondary indexes are built after each table's rows, foreign keys once every table"
+    " is in (tables are copied in parallel, in any order)"
 )
 
 
@@ -38,6 +41,7 @@ class PlannedUnit:
     mode: str = "full"
     row_filter: str | None = None
     columns: list[str] | None = None  # the columns copied, where not all of them
+    indexes: list[str] = field(default_factory=list)  # built after the rows, by target name
 
 
 @dataclass
@@ -51,6 +55,7 @@ class Plan:
     units: list[PlannedUnit]
     mode: str = "full"
     notes: list[str] = field(default_factory=list)
+    foreign_keys: list[str] = field(default_factory=list)  # added once every table is in
 
     @property
     def refused(self) -> list[PlannedUnit]:
@@ -74,6 +79,8 @@ class Plan:
                 details.insert(0, f"rows where {unit.row_filter}")
             if unit.columns is not None:
                 details.insert(0, f"columns {', '.join(unit.columns)}")
+            if unit.indexes:
+                details.append(f"indexes after the rows: {', '.join(unit.indexes)}")
             if unit.ddl:
                 details.append(unit.ddl)
             name = unit.table if unit.target is None else f"{unit.table} -> {unit.target}"
@@ -84,8 +91,8 @@ class Plan:
                 "[red]refused[/red]" if unit.refusal else escape(unit.action),
                 escape("\n".join(details)),
             )
-        if self.notes:
-            out.caption = escape("; ".join(self.notes))
+        if self.notes or self.foreign_keys:
+            out.caption = escape("; ".join([*self.notes, *self.foreign_keys]))
         return out
 
 
@@ -121,7 +128,7 @@ def _mode_action(job: Job, table: SourceTable, unit: PlannedUnit, fresh: bool) -
         unit.action += "; differential: only rows that differ are written"
 
 
-def _plan_unit(dbs: Databases, job: Job, table: SourceTable) -> PlannedUnit:
+def _plan_unit(dbs: Databases, job: Job, table: SourceTable, objects: SchemaObjects) -> PlannedUnit:
     """What a run of `job` (as this table runs it) would do with `table`."""
     everything = dbs.catalog()[table.name].columns
     unit = PlannedUnit(
@@ -146,6 +153,8 @@ def _plan_unit(dbs: Databases, job: Job, table: SourceTable) -> PlannedUnit:
         unit.refusal = str(exc)
         return unit
     unit.action, unit.ddl, unit.warnings = spec.state, spec.ddl, spec.warnings
+    statements, refused = index_statements(dbs, table, objects)
+    unit.indexes, unit.warnings = list(statements), [*unit.warnings, *refused]
     _mode_action(job, table, unit, fresh=spec.ddl is not None)
     if not table.key:
         unit.warnings = [KEYLESS_NOTE, *unit.warnings]
@@ -162,15 +171,12 @@ def plan_job(job: Job) -> Plan:
     """
     dbs = Databases(job.source_url, job.target_url)
     try:
-        units = [
-            _plan_unit(dbs, job.for_table(table.name), table)
-            for table in job_tables(dbs.catalog(), job)
-        ]
-        notes = (
-            [NOTES_MYSQL]
-            if is_mysql(dbs.target)
-            else ["foreign keys, triggers and secondary indexes are not copied"]
-        )
+        tables = job_tables(dbs.catalog(), job)  # checks first that both servers answer
+        objects = read_objects(dbs.source)
+        units = [_plan_unit(dbs, job.for_table(t.name), t, objects) for t in tables]
+        notes = [AFTER_LOAD_NOTE]
+        if objects.not_copied():
+            notes.append(str(objects.not_copied()))
         if job.mode == "differential" or any(u.mode == "differential" for u in units):
             notes.insert(0, DIFFERENTIAL_NOTE)
         runs = [job.for_table(unit.table) for unit in units]
@@ -187,6 +193,7 @@ def plan_job(job: Job) -> Plan:
             write_mode=job.write_mode,
             units=units,
             notes=notes,
+            foreign_keys=planned_foreign_keys(dbs.target, tables, objects),
         )
     finally:
         dbs.dispose()

@@ -7,6 +7,8 @@ of the source type exactly; where that is impossible the column gets a warning.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -45,9 +47,18 @@ def _to_text(value: Any) -> Any:
     return None if value is None else str(value)
 
 
+NUMBERED_UNSIGNED = (
+    "BIGINT UNSIGNED AUTO_INCREMENT stored as SQLite's 64-bit INTEGER key, which numbers"
+    " new rows: a value past 2^63 - 1 is refused, not changed"
+)
+
+
 def _integer(col: SourceColumn, dialect: str) -> Mapped:
     size = INTEGER_BYTES[col.data_type]
     if dialect == "sqlite":
+        if col.auto_increment and col.unsigned and size == 8:
+            # A numbered key is SQLite's INTEGER primary key, which numbers new rows.
+            return Mapped(sa.BigInteger(), None, NUMBERED_UNSIGNED)
         # SQLite integers are 64-bit signed whatever the declared type.
         if col.unsigned and size == 8:
             return Mapped(
@@ -117,8 +128,87 @@ def map_column(col: SourceColumn, dialect: str) -> Mapped:
     return Mapped(sa.Text(), _to_text, f"{col.column_type} has no mapping; stored as text")
 
 
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
+_NOW = re.compile(r"^(current_timestamp|now)(\(\d?\))?$", re.IGNORECASE)
+_TEXT_KINDS = frozenset({"string", "enum", "set", "date", "datetime", "time"})
+
+
+def portable_default(col: SourceColumn, dialect: str) -> tuple[str | None, str | None]:
+    """The column's default as SQL both PostgreSQL and SQLite read, and a caveat.
+
+    Literals keep their text (MariaDB's COLUMN_DEFAULT is already SQL: `'it''s'`,
+    `1.50`); `current_timestamp()` becomes CURRENT_TIMESTAMP; anything else, an
+    expression or a zero date, is not copied and says so.
+    """
+    raw = col.default
+    if raw is None or raw == "NULL" or col.auto_increment:
+        return None, None
+    numeric = col.kind in ("integer", "decimal", "float", "year")
+    if numeric and _NUMBER.match(raw):
+        # SQLite keeps a DECIMAL as exact text: a number would lose its trailing zeros.
+        return (f"'{raw}'" if dialect == "sqlite" and col.kind == "decimal" else raw), None
+    if col.kind in _TEXT_KINDS and raw.startswith("'") and not raw.startswith("'0000-00-00"):
+        return raw, None
+    if col.kind in ("date", "datetime") and _NOW.match(raw):
+        return "CURRENT_TIMESTAMP", None
+    return None, f"default {raw} not copied"
+
+
+def _extra_caveat(col: SourceColumn) -> str | None:
+    extra = col.extra.lower()
+    if "generated" in extra:
+        return "generated column stored as plain values (its expression is not copied)"
+    if "on update" in extra:
+        return f"{col.extra.upper()} not copied: no such clause outside MySQL"
+    return None
+
+
+def _column(
+    table: str, col: SourceColumn, mapped: Mapped, sole_key: bool, dialect: str
+) -> sa.Column[Any]:
+    """The target column: type, NOT NULL, default, comment, and numbering for an
+    AUTO_INCREMENT column (an identity on PostgreSQL; on SQLite an INTEGER primary key,
+    which numbers new rows by itself)."""
+    default, _ = portable_default(col, dialect)
+    kind: TypeEngine[Any] = mapped.type
+    if col.auto_increment and dialect == "postgresql":
+        default = f"nextval({_literal(_quoted(sequence_name(table, col.name)))})"
+    elif col.auto_increment and sole_key and isinstance(kind, sa.Integer):
+        kind = sa.Integer()
+    return sa.Column(
+        col.name,
+        kind,
+        nullable=col.nullable,
+        autoincrement=False,
+        server_default=None if default is None else sa.text(default),
+        comment=col.comment or None,
+    )
+
+
+def sequence_name(table: str, column: str) -> str:
+    """The PostgreSQL sequence that numbers new rows of an AUTO_INCREMENT column, as
+    pgloader's serial columns do (one named after table and column, cut to 63 bytes)."""
+    name = f"{table}_{column}_seq"
+    if len(name.encode()) <= 63:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return name.encode()[:54].decode(errors="ignore") + "_" + digest
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def portable_table(
-    name: str, columns: list[SourceColumn], key: tuple[str, ...], dialect: str
+    name: str,
+    columns: list[SourceColumn],
+    key: tuple[str, ...],
+    dialect: str,
+    metadata: sa.MetaData | None = None,
 ) -> tuple[sa.Table, dict[str, Convert], list[str]]:
     """The target Table for `dialect`, the per-column converters and the caveats."""
     converters: dict[str, Convert] = {}
@@ -128,12 +218,13 @@ def portable_table(
         mapped = map_column(col, dialect)
         if mapped.convert is not None:
             converters[col.name] = mapped.convert
-        if mapped.warning:
-            warnings.append(f"{col.name}: {mapped.warning}")
-        sa_columns.append(
-            sa.Column(col.name, mapped.type, nullable=col.nullable, autoincrement=False)
-        )
-    table = sa.Table(name, sa.MetaData(), *sa_columns)
+        caveats = [mapped.warning, portable_default(col, dialect)[1], _extra_caveat(col)]
+        warnings += [f"{col.name}: {caveat}" for caveat in caveats if caveat]
+        sa_columns.append(_column(name, col, mapped, key == (col.name,), dialect))
+    table = sa.Table(name, metadata or sa.MetaData(), *sa_columns)
+    if dialect == "postgresql":  # created before the table (ddl.create_target)
+        numbered = [c.name for c in columns if c.auto_increment]
+        table.info["sequences"] = [sequence_name(name, c) for c in numbered]
     if key:
         table.append_constraint(sa.PrimaryKeyConstraint(*key))
     return table, converters, warnings

@@ -1,0 +1,222 @@
+"""Schema objects around the rows: secondary and unique indexes built after a table's
+rows, foreign keys once every table is in, AUTO_INCREMENT numbering past the copied
+rows, defaults, NOT NULL and comments; views, triggers and routines named by `plan`
+as not copied. Each checked by reading the target's own catalog."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from datatrace_tasks.state.units import TaskUnit
+from datatrace_tasks.sync.copy import make_process_fn
+from datatrace_tasks.sync.finish import add_foreign_keys
+from datatrace_tasks.sync.job import Job
+from datatrace_tasks.sync.plan import plan_job
+from tests.sync.helpers import TARGETS, SyncKit, execute, fetch
+
+Signature = tuple[tuple[str, ...], bool]
+
+
+def _run_all(job: Job, tables: list[str], sync: SyncKit) -> dict[str, TaskUnit]:
+    process = make_process_fn(job)
+    units = {}
+    try:
+        for name in tables:
+            units[name] = TaskUnit(id=name, name=name)
+            process(units[name], sync.reporter())
+    finally:
+        process.close()
+    return units
+
+
+def _indexes(url: URL, table: str) -> set[Signature]:
+    """The table's indexes other than the primary key, as (columns, unique), read from
+    the server's own catalog."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name in ("mysql", "mariadb"):
+                rows = conn.execute(
+                    sa.text(
+                        "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME FROM"
+                        " information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()"
+                        " AND TABLE_NAME = :t AND INDEX_NAME <> 'PRIMARY'"
+                        " AND INDEX_TYPE NOT IN ('FULLTEXT', 'SPATIAL')"
+                        " ORDER BY INDEX_NAME, SEQ_IN_INDEX"
+                    ),
+                    {"t": table},
+                ).all()
+                found: dict[str, tuple[list[str], bool]] = {}
+                for name, non_unique, column in rows:
+                    found.setdefault(name, ([], not non_unique))[0].append(column)
+                return {(tuple(cols), unique) for cols, unique in found.values()}
+            inspector = sa.inspect(conn)
+            return {
+                (tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(table)
+            } | {(tuple(u["column_names"]), True) for u in inspector.get_unique_constraints(table)}
+    finally:
+        engine.dispose()
+
+
+def _foreign_keys(url: URL) -> set[tuple[str, tuple[str, ...], str, tuple[str, ...]]]:
+    """(table, columns, parent, parent columns) of every foreign key, from the server."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name in ("mysql", "mariadb"):  # reflection balks at GEOMETRY
+                found: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+                for name, table, col, parent, pcol in conn.execute(
+                    sa.text(
+                        "SELECT CONSTRAINT_NAME, TABLE_NAME, COLUMN_NAME, REFERENCED_TABLE_NAME,"
+                        " REFERENCED_COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE"
+                        " WHERE TABLE_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME IS NOT NULL"
+                        " ORDER BY ORDINAL_POSITION"
+                    )
+                ):
+                    found.setdefault((table, name), []).append((col, parent, pcol))
+                return {
+                    (t, tuple(c[0] for c in cs), cs[0][1], tuple(c[2] for c in cs))
+                    for (t, _), cs in found.items()
+                }
+            inspector = sa.inspect(conn)
+            return {
+                (
+                    table,
+                    tuple(fk["constrained_columns"]),
+                    str(fk["referred_table"]),
+                    tuple(fk["referred_columns"]),
+                )
+                for table in inspector.get_table_names()
+                for fk in inspector.get_foreign_keys(table)
+            }
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", TARGETS)
+def test_sakila_keeps_its_indexes_foreign_keys_and_numbering(
+    kind: str, sakila: URL, sync: SyncKit, sakila_rows: dict[str, int]
+) -> None:
+    """Every Sakila index (but FULLTEXT and SPATIAL off MariaDB) is on the target with
+    its columns and uniqueness, every foreign key (not on SQLite, which says why),
+    and a row inserted without its id or `last_update` gets the next number and the
+    default."""
+    target = sync.target(kind)
+    job = sync.job(sakila, target, batch_size=1000)
+    plan = plan_job(job)
+    assert "not copied: views" in " ".join(plan.notes)
+    assert "triggers customer_create_date" in " ".join(plan.notes)
+    (film,) = [u for u in plan.units if u.table == "film"]
+    assert len(film.indexes) == 3  # idx_title, idx_fk_language_id, idx_fk_original_language_id
+    units = _run_all(job, list(sakila_rows), sync)
+    keys = add_foreign_keys(job)
+    for table in sakila_rows:
+        assert _indexes(target, table) == _indexes(sakila, table), table
+    if kind == "sqlite":
+        assert keys.not_built == [
+            "22 foreign key(s) not added: SQLite cannot add one to an existing table"
+        ]
+    else:
+        assert keys.not_built == [] and len(keys.built) == 22
+        assert _foreign_keys(target) == _foreign_keys(sakila)
+        assert add_foreign_keys(job).built == []  # a repeated run adds none twice
+    assert "index idx_title" in " ".join(units["film"].extra["schema"]["built"]) or kind != "mysql"
+    execute(target, "INSERT INTO actor (first_name, last_name) VALUES ('NEW', 'ACTOR')")
+    assert fetch(target, "SELECT actor_id FROM actor WHERE first_name = 'NEW'") == [(201,)]
+    stamped = fetch(target, "SELECT last_update FROM actor WHERE actor_id = 201")
+    assert stamped[0][0] is not None
+
+
+@pytest.fixture
+def shaped(mysql_schema: Callable[[], URL]) -> URL:
+    """`items`: a second unique key, a prefix index, a FULLTEXT index, comments and
+    defaults of every kind; `notes`: an orphan row under a foreign key."""
+    url = mysql_schema()
+    execute(
+        url,
+        "CREATE TABLE items (id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,"
+        " code VARCHAR(20) CHARACTER SET latin1 COLLATE latin1_bin NOT NULL"
+        " COMMENT 'the shop''s code',"
+        " title VARCHAR(200) NOT NULL DEFAULT 'it''s new',"
+        " price DECIMAL(6,2) NOT NULL DEFAULT 1.50,"
+        " made TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,"
+        " stock INT DEFAULT (1 + 2), body TEXT,"
+        " UNIQUE KEY by_code (code), KEY by_title (title(10)), FULLTEXT KEY words (body))",
+        "CREATE TABLE notes (id INT PRIMARY KEY, item_id BIGINT UNSIGNED,"
+        " CONSTRAINT note_item FOREIGN KEY (item_id) REFERENCES items (id))",
+        "INSERT INTO items (code, title, body) VALUES ('a', 'first', 'x'), ('b', 'second', 'y')",
+        "SET foreign_key_checks = 0",
+        "INSERT INTO notes VALUES (1, 1), (2, 99)",
+    )
+    return url
+
+
+@pytest.mark.parametrize("kind", TARGETS)
+def test_indexes_defaults_and_comments_land_or_are_named(
+    kind: str, shaped: URL, sync: SyncKit
+) -> None:
+    """The second unique key is enforced on the target, the prefix index is built (on
+    the whole column off MariaDB), FULLTEXT off MariaDB is named as not built, the
+    defaults and NOT NULL hold for a row inserted with only its code, and `plan`
+    names each default and clause it cannot carry."""
+    target = sync.target(kind)
+    job = sync.job(shaped, target, tables=["items"])
+    (planned,) = plan_job(job).units
+    built = _run_all(job, ["items"], sync)["items"].extra["schema"]
+    assert ((("code",), True)) in _indexes(target, "items")
+    assert ((("title",), False)) in _indexes(target, "items")
+    execute(target, "INSERT INTO items (code) VALUES ('c')")
+    row = fetch(target, "SELECT id, title, price, made FROM items WHERE code = 'c'")[0]
+    assert row[0] == 3 and row[1] == "it's new" and str(row[2]) == "1.50" and row[3] is not None
+    with pytest.raises(sa.exc.IntegrityError):
+        execute(target, "INSERT INTO items (code) VALUES ('a')")
+    if kind == "mysql":  # the source's own DDL: character set, collation, comment, FULLTEXT
+        ddl = fetch(target, "SHOW CREATE TABLE items")[0][1]
+        assert built["not_built"] == [] and "FULLTEXT KEY `words`" in ddl
+        assert "CHARACTER SET latin1 COLLATE latin1_bin NOT NULL COMMENT 'the shop''s code'" in ddl
+        return
+    assert any("FULLTEXT index 'words' not built" in why for why in built["not_built"])
+    warnings = " ".join(planned.warnings)
+    assert "stock: default (1 + 2) not copied" in warnings
+    assert "made: ON UPDATE CURRENT_TIMESTAMP() not copied" in warnings
+    if kind == "postgres":
+        engine = sa.create_engine(target, poolclass=sa.pool.NullPool)
+        comments = {c["name"]: c.get("comment") for c in sa.inspect(engine).get_columns("items")}
+        engine.dispose()
+        assert comments["code"] == "the shop's code"
+
+
+@pytest.mark.parametrize("kind", [p for p in TARGETS if p.id != "sqlite"])
+def test_a_foreign_key_the_rows_break_is_named_not_hidden(
+    kind: str, shaped: URL, sync: SyncKit
+) -> None:
+    """A source whose rows break its own foreign key (checks were off when written):
+    PostgreSQL refuses the key and the run names it with the server's reason; MariaDB
+    (whose sessions copy with checks off, like the source's) takes it as it is."""
+    target = sync.target(kind)
+    job = sync.job(shaped, target, tables=["items", "notes"])
+    _run_all(job, ["items", "notes"], sync)
+    keys = add_foreign_keys(job)
+    if kind == "mysql":
+        assert keys.built == ["foreign key note_item (notes -> items)"]
+        return
+    assert keys.built == []
+    (why,) = keys.not_built
+    assert why.startswith("foreign key 'note_item' of 'notes': ") and "99" in why
+
+
+def test_a_parent_the_job_leaves_out_is_named(shaped: URL, sync: SyncKit) -> None:
+    """A child copied without its parent: `plan` and the run both name the foreign key
+    and the missing table."""
+    target = sync.target("mysql")
+    job = sync.job(shaped, target, tables=["notes"])
+    assert plan_job(job).foreign_keys == [
+        "foreign key 'note_item' of 'notes' not added: the job does not copy 'items'"
+    ]
+    _run_all(job, ["notes"], sync)
+    assert add_foreign_keys(job).not_built == plan_job(job).foreign_keys
