@@ -180,7 +180,7 @@ def plan(job_file: JobArg) -> None:
     """Dry run: each unit, its estimated rows, the DDL a run would execute, and refusals."""
     from datatrace_tasks.sync import load_job, plan_job
 
-    result = plan_job(load_job(job_file))
+    result = plan_job(load_job(job_file), probe_values=True)
     console.print(result.render())
     if result.refused:
         err.print(f"[red]{len(result.refused)} table(s) would be refused[/]")

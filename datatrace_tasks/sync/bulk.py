@@ -97,6 +97,8 @@ class MysqlTsv:
     def __init__(self, source: Engine, target: Engine, table: SourceTable) -> None:
         pieces, targets, sets = [], [], []
         for i, column in enumerate(table.columns):
+            if column.generated:
+                continue  # the target computes it from the others (same DDL)
             src, dst = quote(source, column.name), quote(target, column.name)
             kind = column.kind
             if kind == "binary":

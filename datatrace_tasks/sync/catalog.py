@@ -87,6 +87,11 @@ class SourceColumn:
         return "auto_increment" in self.extra.lower()
 
     @property
+    def generated(self) -> bool:
+        """Whether the server computes the column from others (VIRTUAL or STORED)."""
+        return "generated" in self.extra.lower()
+
+    @property
     def unsigned(self) -> bool:
         """True for an unsigned numeric column."""
         return "unsigned" in self.column_type.lower()
@@ -134,12 +139,20 @@ class SourceTable:
                 return col
         raise KeyError(name)
 
-    def sa_table(self, metadata: sa.MetaData | None = None, *, name: str | None = None) -> sa.Table:
-        """A SQLAlchemy Table with pass-through types, for dialect-quoted statements."""
+    def sa_table(
+        self,
+        metadata: sa.MetaData | None = None,
+        *,
+        name: str | None = None,
+        writable: bool = False,
+    ) -> sa.Table:
+        """A SQLAlchemy Table with pass-through types, for dialect-quoted statements;
+        `writable`: without the generated columns, which a MySQL target computes itself."""
+        columns = [c for c in self.columns if not (writable and c.generated)]
         return sa.Table(
             name or self.name,
             metadata or sa.MetaData(),
-            *(sa.Column(col.name, col.sa_type or sa.types.NullType()) for col in self.columns),
+            *(sa.Column(col.name, col.sa_type or sa.types.NullType()) for col in columns),
         )
 
     def source_rows(self) -> sa.Table | sa.Subquery:

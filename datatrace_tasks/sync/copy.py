@@ -35,6 +35,7 @@ from datatrace_tasks.sync.repair import repair_rows
 from datatrace_tasks.sync.schema import read_objects
 from datatrace_tasks.sync.sinks import SqlSink
 from datatrace_tasks.sync.tablesettings import narrowed
+from datatrace_tasks.sync.unstorable import refuse_unstorable
 from datatrace_tasks.sync.verify import Differences, verify_table
 
 EXACT_COUNT_BELOW = 1_000_000
@@ -165,7 +166,9 @@ def _copy_and_verify(
     verify: bool,
 ) -> TargetTable:
     """The copy of one table in the job's mode, verified; returns its target table."""
+    target = dbs.target.dialect.name
     if not table.key:  # staged whole and swapped in (keyless.py); restarts from zero
+        refuse_unstorable(dbs.source, table, target)
         spec = copy_keyless(dbs, job, table, unit, reporter)
         _verify(dbs, job, table, spec, unit, reporter, unit.extra["copy"], verify=verify)
         return spec
@@ -188,6 +191,8 @@ def _copy_and_verify(
         reporter.set_verification(unit.extra["verification"])
         return spec
     carry = {} if window is None else {"incremental": window.to_json()}
+    if checkpoint is None:  # a first copy: refused before its first row if it must be
+        refuse_unstorable(dbs.source, table, target)
     stats = _copy_ranges(dbs, job, table, spec, unit, reporter, carry)
     # A resumed unit re-copies the rows that differ, once, then verifies again.
     repair = checkpoint is not None

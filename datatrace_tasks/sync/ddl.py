@@ -314,7 +314,8 @@ def target_table(
     with target.connect() as conn:
         exists = sa.inspect(conn).has_table(table.target)
         if is_mysql(target) and source.dialect.name in ("mysql", "mariadb"):
-            spec = TargetTable(table=table.sa_table(name=table.target), key=table.key)
+            writable = table.sa_table(name=table.target, writable=True)
+            spec = TargetTable(table=writable, key=table.key)
             if exists:
                 _check_mysql(conn, str(target.url.database), table, write_mode)
             else:

@@ -29,7 +29,8 @@ def create(url: URL, *, role: Role) -> Engine:
 
     MySQL sessions run in UTC so TIMESTAMP values are not shifted (or made ambiguous
     by a DST change) between source and target; target sessions switch foreign-key
-    checks off because tables are copied one by one, in parallel, in any order.
+    checks off because tables are copied one by one, in parallel, in any order, and
+    keep a copied 0 in an AUTO_INCREMENT column (NO_AUTO_VALUE_ON_ZERO).
     """
     connect_args: dict[str, Any] = {}
     options: dict[str, Any] = {}
@@ -57,6 +58,11 @@ def create(url: URL, *, role: Role) -> Engine:
             cursor.execute("SET time_zone = '+00:00'")
             if role == "target":
                 cursor.execute("SET foreign_key_checks = 0")
+                # A copied 0 in an AUTO_INCREMENT column stays 0, not the next number.
+                cursor.execute(
+                    "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''),"
+                    " 'NO_AUTO_VALUE_ON_ZERO')"
+                )
             cursor.close()
 
     return engine

@@ -137,7 +137,11 @@ def copy_keyless(
         try:
             for part in result.partitions():
                 rows = [
-                    {n: convert[n](v) if n in convert else v for n, v in zip(names, r, strict=True)}
+                    {
+                        n: convert[n](v) if n in convert else v
+                        for n, v in zip(names, r, strict=True)
+                        if n in stage.c  # not a generated column the target computes
+                    }
                     for r in part
                 ]
                 with dbs.target.begin() as target:

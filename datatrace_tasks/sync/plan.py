@@ -18,6 +18,7 @@ from datatrace_tasks.sync.job import Job
 from datatrace_tasks.sync.keyless import KEYLESS_NOTE, refusal_keyless_append
 from datatrace_tasks.sync.schema import SchemaObjects, read_objects
 from datatrace_tasks.sync.tablesettings import check_row_filter, job_tables
+from datatrace_tasks.sync.unstorable import refuse_unstorable
 
 AFTER_LOAD_NOTE = (
     "secondary indexes are built after each table's rows, foreign keys once every table"
@@ -128,7 +129,9 @@ def _mode_action(job: Job, table: SourceTable, unit: PlannedUnit, fresh: bool) -
         unit.action += "; differential: only rows that differ are written"
 
 
-def _plan_unit(dbs: Databases, job: Job, table: SourceTable, objects: SchemaObjects) -> PlannedUnit:
+def _plan_unit(
+    dbs: Databases, job: Job, table: SourceTable, objects: SchemaObjects, *, probe: bool
+) -> PlannedUnit:
     """What a run of `job` (as this table runs it) would do with `table`."""
     everything = dbs.catalog()[table.name].columns
     unit = PlannedUnit(
@@ -147,6 +150,8 @@ def _plan_unit(dbs: Databases, job: Job, table: SourceTable, objects: SchemaObje
         return unit
     try:
         check_row_filter(dbs.source, table)
+        if probe:
+            refuse_unstorable(dbs.source, table, dbs.target.dialect.name)
         with dbs.source.connect() as conn:
             spec = target_table(conn, dbs.target, table, write_mode=job.write_mode)
     except (SchemaIncompatible, TableUnsupported, ConfigError) as exc:
@@ -161,8 +166,12 @@ def _plan_unit(dbs: Databases, job: Job, table: SourceTable, objects: SchemaObje
     return unit
 
 
-def plan_job(job: Job) -> Plan:
+def plan_job(job: Job, *, probe_values: bool = False) -> Plan:
     """Plan `job`: reads both catalogs, writes nothing to either database.
+
+    `probe_values` also reads the rows of each table that may hold a value its target
+    cannot store (a zero date, NUL in text; `unstorable.py`), as `datatrace plan` does:
+    a scan of those tables, which a run does per unit, before its first row.
 
     Raises:
         DatabaseUnreachable: a database cannot be reached.
@@ -173,7 +182,9 @@ def plan_job(job: Job) -> Plan:
     try:
         tables = job_tables(dbs.catalog(), job)  # checks first that both servers answer
         objects = read_objects(dbs.source)
-        units = [_plan_unit(dbs, job.for_table(t.name), t, objects) for t in tables]
+        units = [
+            _plan_unit(dbs, job.for_table(t.name), t, objects, probe=probe_values) for t in tables
+        ]
         notes = [AFTER_LOAD_NOTE]
         if objects.not_copied():
             notes.append(str(objects.not_copied()))

@@ -53,9 +53,13 @@ class SqlSink:
         """Upsert (upsert, truncate), insert (append) or insert-if-absent (append replay)."""
         if not rows:
             return
-        converters = self.spec.converters
+        converters, written = self.spec.converters, self.spec.table.c
         params = [
-            {name: converters[name](v) if name in converters else v for name, v in row.items()}
+            {
+                name: converters[name](v) if name in converters else v
+                for name, v in row.items()
+                if name in written  # not a generated column the target computes
+            }
             for row in rows
         ]
         if self.write_mode == "append":

@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from datatrace_tasks.state.units import TaskUnit
+from datatrace_tasks.sync import rangecopy
+from datatrace_tasks.sync.bulk import BulkState
 from datatrace_tasks.sync.copy import make_process_fn
 from datatrace_tasks.sync.finish import add_foreign_keys
 from datatrace_tasks.sync.job import Job
@@ -19,6 +21,12 @@ from datatrace_tasks.sync.plan import plan_job
 from tests.sync.helpers import TARGETS, SyncKit, execute, fetch
 
 Signature = tuple[tuple[str, ...], bool]
+PATHS = [
+    pytest.param(kind, path, marks=param.marks, id=f"{param.id}-{path}")
+    for param in TARGETS
+    for kind in param.values
+    for path in (("bulk", "typed") if kind != "sqlite" else ("typed",))
+]
 
 
 def _run_all(job: Job, tables: list[str], sync: SyncKit) -> dict[str, TaskUnit]:
@@ -220,3 +228,76 @@ def test_a_parent_the_job_leaves_out_is_named(shaped: URL, sync: SyncKit) -> Non
     ]
     _run_all(job, ["notes"], sync)
     assert add_foreign_keys(job).not_built == plan_job(job).foreign_keys
+
+
+class _Refused(BulkState):
+    """A bulk path the target refuses from the start: every batch goes typed."""
+
+    def __init__(self, enabled: bool) -> None:
+        super().__init__(False)
+
+
+@pytest.mark.parametrize(("kind", "path"), PATHS)
+def test_generated_columns_keep_their_values(
+    kind: str,
+    path: str,
+    mysql_schema: Callable[[], URL],
+    sync: SyncKit,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A VIRTUAL and a STORED generated column (one indexed): MariaDB to MariaDB they
+    stay generated, computed by the target; elsewhere their values are stored as plain
+    columns, which `plan` says; either way the copy verifies through each write path."""
+    if path == "typed":
+        monkeypatch.setattr(rangecopy, "BulkState", _Refused)
+    source = mysql_schema()
+    execute(
+        source,
+        "CREATE TABLE g (id INT PRIMARY KEY, a INT, v INT AS (a * 2) VIRTUAL,"
+        " s VARCHAR(12) AS (CONCAT('n', a)) STORED, KEY by_v (v))",
+        "INSERT INTO g (id, a) VALUES (1, 1), (2, -5), (3, NULL), (4, 2147483)",
+    )
+    target = sync.target(kind)
+    job = sync.job(source, target, tables=["g"], batch_size=2)
+    (planned,) = plan_job(job).units
+    unit = sync.run(job, "g")
+    assert unit.extra["verification"]["ok"] and unit.extra["verification"]["target_rows"] == 4
+    wanted = fetch(source, "SELECT id, a, v, s FROM g ORDER BY id")
+    assert fetch(target, "SELECT id, a, v, s FROM g ORDER BY id") == wanted
+    if kind == "mysql":
+        assert "GENERATED ALWAYS AS" in fetch(target, "SHOW CREATE TABLE g")[0][1]
+    else:
+        assert "v: generated column stored as plain values" in " ".join(planned.warnings)
+
+
+@pytest.mark.parametrize(("kind", "path"), PATHS)
+def test_an_auto_increment_zero_row_stays_zero(
+    kind: str,
+    path: str,
+    mysql_schema: Callable[[], URL],
+    sync: SyncKit,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A row with 0 in its AUTO_INCREMENT key (a source under NO_AUTO_VALUE_ON_ZERO) keeps
+    0 on every target and write path, not the next number; a new row then gets 6."""
+    if path == "typed":
+        monkeypatch.setattr(rangecopy, "BulkState", _Refused)
+    source = mysql_schema()
+    engine = sa.create_engine(source, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO'")
+        conn.exec_driver_sql(
+            "CREATE TABLE a (id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY, v VARCHAR(5))"
+        )
+        conn.exec_driver_sql("INSERT INTO a VALUES (0, 'zero'), (1, 'one'), (5, 'five')")
+    engine.dispose()
+    target = sync.target(kind)
+    unit = sync.run(sync.job(source, target, tables=["a"]), "a")
+    assert unit.extra["verification"]["ok"]
+    assert fetch(target, "SELECT id, v FROM a ORDER BY id") == [
+        (0, "zero"),
+        (1, "one"),
+        (5, "five"),
+    ]
+    execute(target, "INSERT INTO a (v) VALUES ('new')")
+    assert fetch(target, "SELECT id FROM a WHERE v = 'new'") == [(6,)]
