@@ -13,7 +13,7 @@ from fastapi import APIRouter, status
 
 from api.deps import BroadcasterDep, RunsDep, StoreDep, TaskIdDep
 from api.schemas import ActionOut, ErrorOut, RollupOut, TaskDetailOut, TaskOut, UnitsOut
-from datatrace_tasks.live.rollup import task_progress, unit_runs
+from datatrace_tasks.live.rollup import task_progress
 from datatrace_tasks.orchestration import lifecycle
 from datatrace_tasks.state.store import SyncTask
 
@@ -97,7 +97,7 @@ def get_units(task_id: TaskIdDep, store: StoreDep, broadcaster: BroadcasterDep) 
     # Read the watermark first: every event up to it is then reflected in the units below.
     last_event_id = broadcaster.last_event_id
     progress = task_progress(store, task_id)
-    runs = unit_runs(store, task_id)
+    runs = broadcaster.unit_runs.runs(task_id)  # read from the log once, then kept current
     verified = {u.id: row["verification"] for u, row in store.load_units_and_rows(task_id)}
     return {
         "task_id": task_id,

@@ -32,6 +32,7 @@ import anyio
 from sqlalchemy import func, select
 
 from datatrace_tasks.exceptions import SubscriberCutOff
+from datatrace_tasks.live.runbook import UnitRunBook
 from datatrace_tasks.state.models import TaskUnitEventRow
 from datatrace_tasks.state.store import Store, UnitEvent
 
@@ -127,6 +128,7 @@ class EventBroadcaster:
         self._state = _PollState()
         self._subscribers: set[_Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
+        self.unit_runs = UnitRunBook(store, lambda: self._floor)
 
     @property
     def last_event_id(self) -> int:
@@ -264,6 +266,7 @@ class EventBroadcaster:
         return delivered
 
     def _deliver(self, event: UnitEvent) -> None:
+        self.unit_runs.observe(event)
         for sub in list(self._subscribers):
             if sub.task_id is not None and sub.task_id != event.task_id:
                 continue

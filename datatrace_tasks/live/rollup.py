@@ -215,30 +215,61 @@ class UnitRun:
         }
 
 
-def unit_runs(store: Store, task_id: str) -> dict[str, UnitRun]:
-    """Each unit's last run, from the event log: from its last `running` event to its
-    newest event (its end, for a unit that finished), rows counted in that run only."""
+RunSamples = dict[str, list[_Sample]]
+"""Per unit, the samples of its last run, in event order."""
+
+
+def fold(
+    runs: RunSamples,
+    unit_id: str,
+    kind: str,
+    status: str,
+    sample: _Sample,
+    *,
+    keep: int | None = None,
+) -> None:
+    """Add one event to the samples of its unit's last run (a `running` event starts a
+    new run). With `keep`, a run over that many samples drops every other one between
+    its first and last, which keep its elapsed time and average exact."""
+    if kind == "status" and status == UnitStatus.RUNNING.value:
+        runs[unit_id] = []  # a new run: forget the earlier ones
+    samples = runs.setdefault(unit_id, [])
+    samples.append(sample)
+    if keep is not None and len(samples) > keep:
+        samples[1:-1] = samples[1:-1:2]
+
+
+def unit_runs(store: Store, task_id: str, *, upto: int | None = None) -> dict[str, UnitRun]:
+    """Each unit's last run, from the event log (up to event `upto`): from its last
+    `running` event to its newest event (its end, for a unit that finished), rows
+    counted in that run only."""
+    return {u: unit_run(u, samples) for u, samples in read_runs(store, task_id, upto).items()}
+
+
+def read_runs(
+    store: Store, task_id: str, upto: int | None, *, keep: int | None = None
+) -> RunSamples:
+    """The samples of each unit's last run, read from the event log up to event `upto`."""
+    query = select(
+        TaskUnitEventRow.unit_id,
+        TaskUnitEventRow.kind,
+        TaskUnitEventRow.status,
+        TaskUnitEventRow.created_at,
+        TaskUnitEventRow.processed_records,
+    ).where(TaskUnitEventRow.task_id == task_id, TaskUnitEventRow.unit_id.is_not(None))
+    if upto is not None:
+        query = query.where(TaskUnitEventRow.id <= upto)
     with store.session() as s:
-        rows = s.execute(
-            select(
-                TaskUnitEventRow.unit_id,
-                TaskUnitEventRow.kind,
-                TaskUnitEventRow.status,
-                TaskUnitEventRow.created_at,
-                TaskUnitEventRow.processed_records,
-            )
-            .where(TaskUnitEventRow.task_id == task_id, TaskUnitEventRow.unit_id.is_not(None))
-            .order_by(TaskUnitEventRow.id)
-        ).all()
-    runs: dict[str, list[_Sample]] = {}
+        rows = s.execute(query.order_by(TaskUnitEventRow.id)).all()
+    runs: RunSamples = {}
     for unit_id, kind, status, at, processed in rows:
-        if kind == "status" and status == UnitStatus.RUNNING.value:
-            runs[str(unit_id)] = []  # a new run: forget the earlier ones
-        runs.setdefault(str(unit_id), []).append((at, int(processed)))
-    return {unit_id: _unit_run(unit_id, samples) for unit_id, samples in runs.items()}
+        fold(runs, str(unit_id), kind, status, (at, int(processed)), keep=keep)
+    return runs
 
 
-def _unit_run(unit_id: str, samples: list[_Sample]) -> UnitRun:
+def unit_run(unit_id: str, samples: list[_Sample]) -> UnitRun:
+    """A unit's run from its samples: elapsed from first to last, their average, and
+    at most HISTORY_POINTS rows/s points between."""
     if len(samples) < 2:
         return UnitRun(unit_id, None, None, [])
     (t0, n0), (t1, n1) = samples[0], samples[-1]
