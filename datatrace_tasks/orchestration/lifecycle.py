@@ -34,7 +34,7 @@ from datatrace_tasks.state.outcome import RunOutcome, outcome
 from datatrace_tasks.state.store import Store
 from datatrace_tasks.state.units import TaskStatus, TaskUnit, UnitStatus
 from datatrace_tasks.sync import Job, job_from_dict, load_job, plan_job
-from datatrace_tasks.sync.finish import add_foreign_keys
+from datatrace_tasks.sync.finish import add_foreign_keys, drop_foreign_keys
 
 
 def create_task_from_job(manager: TaskManager, job: Job, *, job_path: str | Path | None) -> str:
@@ -123,6 +123,7 @@ def run_task(
     # Sent to another process (Dask), the work carries the job file, not the secrets.
     job_path = (manager.store.get_task(task_id).spec or {}).get("job_path")
     process = JobProcessFn(job, job_path=job_path)
+    drop_foreign_keys(job)  # PostgreSQL checks them always: added back at the end
     try:
         done_now = manager.execute_auto_mode(
             task_id,

@@ -89,7 +89,9 @@ class SourceColumn:
     @property
     def generated(self) -> bool:
         """Whether the server computes the column from others (VIRTUAL or STORED)."""
-        return "generated" in self.extra.lower()
+        # Not MySQL 8's DEFAULT_GENERATED, which marks an expression default.
+        extra = self.extra.upper()
+        return any(f"{how} GENERATED" in extra for how in ("VIRTUAL", "STORED", "PERSISTENT"))
 
     @property
     def unsigned(self) -> bool:
@@ -162,7 +164,8 @@ class SourceTable:
         table = self.sa_table()
         if self.row_filter is None:
             return table
-        condition = sa.text(self.row_filter.replace(":", "\\:"))  # no bind parameters
+        # No bind parameters; the newline ends a `-- comment` the condition may close with.
+        condition = sa.text(self.row_filter.replace(":", "\\:") + "\n")
         return sa.select(table).where(condition).subquery(self.name)
 
 

@@ -29,6 +29,7 @@ _FK_LINE = re.compile(r"^\s*CONSTRAINT\s+`(?:[^`]|``)*`\s+FOREIGN\s+KEY\b", re.I
 _HEADER = re.compile(r"^CREATE\s+TABLE\s+`(?:[^`]|``)*`", re.IGNORECASE)
 # An index line: "  UNIQUE KEY `name` (...)", "  FULLTEXT KEY ...", "  KEY ...".
 _KEY_LINE = re.compile(r"^\s*((?:UNIQUE|FULLTEXT|SPATIAL)\s+)?KEY\s+`((?:[^`]|``)*)`")
+_FIRST_COLUMN = re.compile(r"\(`((?:[^`]|``)*)`")
 # A column line: "  `name` type ...".
 _COLUMN_LINE = re.compile(r"^\s+`((?:[^`]|``)*)`\s")
 
@@ -61,13 +62,21 @@ def _show_create(source: Connection, table: SourceTable) -> list[str]:
 
 
 def _deferred_name(line: str, table: SourceTable) -> str | None:
-    """The name of the index a DDL line defines, if it is built after the rows (every
-    index but the primary key and the unique key the table is keyed by)."""
+    """The name of the index a DDL line defines, if it is built after the rows: every
+    index but the primary key, the unique key the table is keyed by, and one that
+    leads with the AUTO_INCREMENT column (MySQL wants that column indexed from the
+    start)."""
     found = _KEY_LINE.match(line)
     if found is None:
         return None
     name = found.group(2).replace("``", "`")
-    return None if table.key_origin == f"unique key {name}" else name
+    if table.key_origin == f"unique key {name}":
+        return None
+    first = _FIRST_COLUMN.search(line, found.end())
+    numbered = {col.name for col in table.columns if col.auto_increment}
+    if first is not None and first.group(1).replace("``", "`") in numbered:
+        return None
+    return name
 
 
 def mysql_index_lines(source: Connection, table: SourceTable) -> dict[str, str]:
@@ -133,8 +142,16 @@ def _left_out(lines: list[str], table: SourceTable) -> set[str]:
 
 
 def _mentions(line: str, names: set[str]) -> bool:
-    """Whether a DDL line (a column, key or constraint) names one of the quoted `names`."""
-    return any(name in line for name in names)
+    """Whether a DDL line defines one of the quoted column `names`, or is a key or
+    constraint over one of them (never the CREATE line or the closing options line)."""
+    if not names or line.startswith(("CREATE", ")")):
+        return False
+    column = _COLUMN_LINE.match(line)
+    if column is not None:
+        return f"`{column.group(1)}`" in names
+    key = _KEY_LINE.match(line)
+    rest = line[key.end() :] if key is not None else line
+    return any(name in rest for name in names)
 
 
 def _mysql_fits(src: SourceColumn, dst: SourceColumn) -> bool:

@@ -9,6 +9,7 @@ unit or a repeated run builds nothing twice.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -49,6 +50,11 @@ def _run(target: Engine, sql: str) -> None:
         conn.exec_driver_sql(sql, execution_options={"no_parameters": True})
 
 
+def _reason(exc: DBAPIError) -> str:
+    """The server's message on one line (PostgreSQL's DETAIL included)."""
+    return " ".join(str(exc.orig or exc).split())
+
+
 _MYSQL_INDEXES = sa.text(
     "SELECT INDEX_NAME FROM information_schema.STATISTICS"
     " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table"
@@ -66,6 +72,8 @@ def _existing(target: Engine, table: str, mysql_sql: sa.TextClause, kind: str) -
         if is_mysql(target):
             return {str(name) for (name,) in conn.execute(mysql_sql, {"table": table})}
         inspector = sa.inspect(conn)
+        if not inspector.has_table(table):
+            return set()  # not copied yet
         if kind == "foreign keys":
             return {str(k.get("name")) for k in inspector.get_foreign_keys(table)}
         names = {str(i["name"]) for i in inspector.get_indexes(table)}
@@ -103,13 +111,18 @@ def _set_counter(dbs: Databases, table: SourceTable, objects: SchemaObjects) -> 
     numbered = [col for col in table.columns if col.auto_increment]
     if not numbered:
         return None
-    name = quote(target, table.target)
     if is_mysql(target) and table.name in objects.auto_increment:
         after = objects.auto_increment[table.name]
         _run(target, f"ALTER TABLE {plain_quote(target, table.target)} AUTO_INCREMENT = {after}")
         return f"AUTO_INCREMENT = {after}"
-    if target.dialect.name != "postgresql":
-        return None
+    if target.dialect.name == "postgresql":
+        return _set_sequences(target, table, numbered)
+    return None
+
+
+def _set_sequences(target: Engine, table: SourceTable, numbered: list[Any]) -> str | None:
+    """Each numbered column's sequence past its largest value (1 when none is above 0)."""
+    name = quote(target, table.target)
     done = []
     for col in numbered:
         sequence = plain_quote(target, sequence_name(table.target, col.name))
@@ -117,11 +130,9 @@ def _set_counter(dbs: Databases, table: SourceTable, objects: SchemaObjects) -> 
         with target.begin() as conn:
             if conn.exec_driver_sql("SELECT to_regclass(%s)", (sequence,)).scalar() is None:
                 continue  # a table made by someone else, numbered its own way
-            conn.exec_driver_sql(
-                f"SELECT setval(%s::regclass, (COALESCE(MAX({column}), 0) + 1)::bigint, false)"  # noqa: S608
-                f" FROM {name}",
-                (sequence,),
-            )
+            largest = f"GREATEST(COALESCE(MAX({column}), 0), 0)"
+            sql = f"SELECT setval(%s::regclass, ({largest} + 1)::bigint, false) FROM {name}"  # noqa: S608
+            conn.exec_driver_sql(sql, (sequence,))
         done.append(f"sequence of {col.name} past its largest value")
     return "; ".join(done) or None
 
@@ -133,13 +144,21 @@ def finish_table(
     done = Built()
     statements, done.not_built = index_statements(dbs, table, objects)
     existing = _existing(dbs.target, spec.table.name, _MYSQL_INDEXES, "indexes")
+    # The rows are in and verified: what the target refuses here is named, not fatal.
     for name, sql in statements.items():
         if name not in existing:
-            _run(dbs.target, sql)
-            done.built.append(f"index {name}")
-    counter = _set_counter(dbs, table, objects)
-    if counter is not None:
-        done.built.append(counter)
+            try:
+                _run(dbs.target, sql)
+                done.built.append(f"index {name}")
+            except DBAPIError as exc:
+                done.not_built.append(f"index {name!r} not built: {_reason(exc)}")
+    try:
+        counter = _set_counter(dbs, table, objects)
+    except DBAPIError as exc:
+        done.not_built.append(f"numbering of new rows not set: {_reason(exc)}")
+    else:
+        if counter is not None:
+            done.built.append(counter)
     return done
 
 
@@ -180,6 +199,57 @@ def planned_foreign_keys(
     return lines
 
 
+def _stored_name(target: Engine, name: str) -> str:
+    """A constraint name as the target keeps it (PostgreSQL cuts it to 63 bytes)."""
+    if target.dialect.name == "postgresql":
+        return name.encode()[:63].decode(errors="ignore")
+    return name
+
+
+def _add(target: Engine, sql: str) -> None:
+    """Add one foreign key, checking the rows against it: MySQL sessions of the copy run
+    with the checks off (tables land in any order), this one turns them back on."""
+    with target.begin() as conn:
+        if is_mysql(target):
+            conn.exec_driver_sql("SET SESSION foreign_key_checks = 1")
+        conn.exec_driver_sql(sql, execution_options={"no_parameters": True})
+        if is_mysql(target):
+            conn.exec_driver_sql("SET SESSION foreign_key_checks = 0")
+
+
+def _job_keys(dbs: Databases, job: Job) -> tuple[dict[str, SourceTable], list[ForeignKey]]:
+    """The job's tables and the source's foreign keys whose child the job copies."""
+    tables = {t.name: t for t in job_tables(dbs.catalog(), job)}
+    keys = [fk for fk in read_objects(dbs.source).foreign_keys if fk.table in tables]
+    return tables, keys
+
+
+def drop_foreign_keys(job: Job) -> int:
+    """Drop, on a PostgreSQL target, the foreign keys between the job's tables that an
+    earlier run added, before this run writes (PostgreSQL always checks them, and
+    units land in any order, truncate and re-syncs delete parent rows); the run adds
+    them again once every unit is in. Returns how many were dropped."""
+    dbs = Databases(job.source_url, job.target_url)
+    try:
+        if dbs.target.dialect.name != "postgresql":
+            return 0
+        tables, keys = _job_keys(dbs, job)
+        dropped = 0
+        for fk in keys:
+            child = tables[fk.table].target
+            name = _stored_name(dbs.target, fk.name)
+            if name in _existing(dbs.target, child, _MYSQL_FOREIGN_KEYS, "foreign keys"):
+                q = plain_quote
+                _run(
+                    dbs.target,
+                    f"ALTER TABLE {q(dbs.target, child)} DROP CONSTRAINT {q(dbs.target, name)}",
+                )
+                dropped += 1
+        return dropped
+    finally:
+        dbs.dispose()
+
+
 def add_foreign_keys(job: Job) -> Built:
     """Add the source's foreign keys between the job's tables on the target, once every
     table is in; each that cannot be added is named with the reason (the target
@@ -187,28 +257,24 @@ def add_foreign_keys(job: Job) -> Built:
     dbs = Databases(job.source_url, job.target_url)
     done = Built()
     try:
-        tables = {t.name: t for t in job_tables(dbs.catalog(), job)}
+        tables, keys = _job_keys(dbs, job)
         names = {name: t.target for name, t in tables.items()}
-        keys = read_objects(dbs.source).foreign_keys
         if dbs.target.dialect.name == "sqlite":
-            done.not_built = _sqlite_note(sum(fk.table in tables for fk in keys))
+            done.not_built = _sqlite_note(len(keys))
             return done
         for fk in keys:
-            if fk.table not in tables:
-                continue
             problem = _foreign_key_problem(fk, tables, dbs.target)
             if problem is not None:
                 done.not_built.append(problem)
                 continue
             there = _existing(dbs.target, names[fk.table], _MYSQL_FOREIGN_KEYS, "foreign keys")
-            if fk.name in there:
+            if _stored_name(dbs.target, fk.name) in there:
                 continue
             try:
-                _run(dbs.target, foreign_key_sql(dbs.target, fk, names))
+                _add(dbs.target, foreign_key_sql(dbs.target, fk, names))
                 done.built.append(f"foreign key {fk.name} ({fk.table} -> {fk.parent})")
             except DBAPIError as exc:
-                reason = " ".join(str(exc.orig or exc).split())  # with PostgreSQL's DETAIL
-                done.not_built.append(f"foreign key {fk.name!r} of {fk.table!r}: {reason}")
+                done.not_built.append(f"foreign key {fk.name!r} of {fk.table!r}: {_reason(exc)}")
         return done
     finally:
         dbs.dispose()

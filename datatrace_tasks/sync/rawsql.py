@@ -45,7 +45,8 @@ def source_rows(engine: Engine, name: str, row_filter: str | None, *, plain: boo
     condition = row_filter
     if not plain and engine.dialect.paramstyle in ("format", "pyformat"):
         condition = condition.replace("%", "%%")
-    return f"(SELECT * FROM {quoted} WHERE ({condition})) AS {quoted}"  # noqa: S608
+    # The newline ends a `-- comment` the condition may close with.
+    return f"(SELECT * FROM {quoted} WHERE ({condition}\n)) AS {quoted}"  # noqa: S608
 
 
 def _key_terms(

@@ -96,7 +96,7 @@ class AttachWriter:
         into = plain_quote(target, spec.table.name)
         rows = self.rows = f"{SCHEMA}.{plain_quote(target, table.name)}"
         if table.row_filter is not None:  # the matching rows, as a derived table
-            rows = f"(SELECT * FROM {rows} WHERE ({table.row_filter})) AS {SCHEMA}_rows"  # noqa: S608
+            rows = f"(SELECT * FROM {rows} WHERE ({table.row_filter}\n)) AS {SCHEMA}_rows"  # noqa: S608
             self.rows = f"{SCHEMA}_rows"
         self.insert = f"INSERT INTO main.{into} ({cols}) SELECT {cols} FROM {rows}"  # noqa: S608
         others = [n for n in names if n not in self.keys]

@@ -156,7 +156,7 @@ def portable_default(col: SourceColumn, dialect: str) -> tuple[str | None, str |
 
 def _extra_caveat(col: SourceColumn) -> str | None:
     extra = col.extra.lower()
-    if "generated" in extra:
+    if col.generated:
         return "generated column stored as plain values (its expression is not copied)"
     if "on update" in extra:
         return f"{col.extra.upper()} not copied: no such clause outside MySQL"
@@ -180,7 +180,8 @@ def _column(
         kind,
         nullable=col.nullable,
         autoincrement=False,
-        server_default=None if default is None else sa.text(default),
+        # `\:`: a `:word` in a default is text, not a bind parameter.
+        server_default=None if default is None else sa.text(default.replace(":", "\\:")),
         comment=col.comment or None,
     )
 
