@@ -25,7 +25,7 @@ from datatrace_tasks.sync.ddl import TargetTable, target_table
 from datatrace_tasks.sync.differential import has_rows, resync_table
 from datatrace_tasks.sync.engines import Databases
 from datatrace_tasks.sync.fingerprint import Scope
-from datatrace_tasks.sync.finish import finish_table
+from datatrace_tasks.sync.finish import finish_table, sqlite_links
 from datatrace_tasks.sync.incremental import Window, copy_window, open_window, scope
 from datatrace_tasks.sync.job import Job
 from datatrace_tasks.sync.keyless import copy_keyless
@@ -172,8 +172,9 @@ def _copy_and_verify(
         spec = copy_keyless(dbs, job, table, unit, reporter)
         _verify(dbs, job, table, spec, unit, reporter, unit.extra["copy"], verify=verify)
         return spec
+    links = sqlite_links(dbs, job, table)
     with dbs.source.connect() as conn:
-        spec = target_table(conn, dbs.target, table, write_mode=job.write_mode)
+        spec = target_table(conn, dbs.target, table, write_mode=job.write_mode, links=links)
     checkpoint: Mapping[str, Any] | None = reporter.checkpoint
     window = open_window(dbs, job, table, spec, reporter) if job.mode == "incremental" else None
     if window is not None and window.low is not None:

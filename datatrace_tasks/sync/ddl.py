@@ -4,6 +4,7 @@ take the source rows. Checked before any row is written."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from datatrace_tasks.sync.catalog import (
 )
 from datatrace_tasks.sync.engines import is_mysql
 from datatrace_tasks.sync.rawsql import plain_quote, quote
+from datatrace_tasks.sync.schema import ForeignKey, declare_foreign_keys
 from datatrace_tasks.sync.typemap import Convert, decimal_digits, integer_range, portable_table
 
 # A foreign-key line of SHOW CREATE TABLE output: "  CONSTRAINT `fk` FOREIGN KEY (...) ...".
@@ -321,9 +323,15 @@ def portable_ddl(table: sa.Table, target: Engine) -> str:
 
 
 def target_table(
-    source: Connection, target: Engine, table: SourceTable, *, write_mode: str = "upsert"
+    source: Connection,
+    target: Engine,
+    table: SourceTable,
+    *,
+    write_mode: str = "upsert",
+    links: Sequence[ForeignKey] = (),
 ) -> TargetTable:
-    """Work out the target side of a unit without writing anything.
+    """Work out the target side of a unit without writing anything; `links` are the
+    table's foreign keys under target names, declared in a SQLite CREATE.
 
     Raises:
         SchemaIncompatible: the target table exists and cannot take the source rows.
@@ -341,6 +349,8 @@ def target_table(
         portable, converters, warnings = portable_table(
             table.target, list(table.columns), table.key, target.dialect.name
         )
+        if target.dialect.name == "sqlite":
+            declare_foreign_keys(portable, links)
         spec = TargetTable(portable, table.key, converters, warnings=warnings)
         if exists:
             _check_portable(conn, table, write_mode)

@@ -8,6 +8,7 @@ unit or a repeated run builds nothing twice.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,27 +177,62 @@ def _foreign_key_problem(
     return None
 
 
-def _sqlite_note(count: int) -> list[str]:
-    """SQLite's one line for all its foreign keys, which it cannot add to a table."""
-    if not count:
-        return []
-    return [f"{count} foreign key(s) not added: SQLite cannot add one to an existing table"]
-
-
 def planned_foreign_keys(
     target: Engine, tables: list[SourceTable], objects: SchemaObjects
 ) -> list[str]:
     """`plan`'s line for each foreign key of a copied table: added at the end, or why not."""
     by_name = {t.name: t for t in tables}
-    if target.dialect.name == "sqlite":
-        return _sqlite_note(sum(fk.table in by_name for fk in objects.foreign_keys))
+    when = (
+        "declared with its table"
+        if target.dialect.name == "sqlite"
+        else "added once every table is in"
+    )
     lines = []
     for fk in objects.foreign_keys:
         if fk.table in by_name:
             problem = _foreign_key_problem(fk, by_name, target)
             link = f"{fk.table}({', '.join(fk.columns)}) -> {fk.parent}"
-            lines.append(problem or f"foreign key {fk.name} {link}: added once every table is in")
+            lines.append(problem or f"foreign key {fk.name} {link}: {when}")
     return lines
+
+
+def sqlite_links(dbs: Databases, job: Job, table: SourceTable) -> list[ForeignKey]:
+    """For a SQLite target, the table's foreign keys to declare in its CREATE, under
+    target names: those to a parent the job copies, over columns it copies."""
+    if dbs.target.dialect.name != "sqlite":
+        return []
+    tables = {t.name: t for t in job_tables(dbs.catalog(), job)}
+    objects = dbs.once("schema objects", lambda: read_objects(dbs.source))
+    return [
+        dataclasses.replace(fk, table=table.target, parent=tables[fk.parent].target)
+        for fk in objects.foreign_keys
+        if fk.table == table.name and _foreign_key_problem(fk, tables, dbs.target) is None
+    ]
+
+
+def _sqlite_declared(dbs: Databases, job: Job) -> Built:
+    """What SQLite holds of the job's foreign keys: declared with each table it created."""
+    done = Built()
+    tables, keys = _job_keys(dbs, job)
+    for fk in keys:
+        problem = _foreign_key_problem(fk, tables, dbs.target)
+        if problem is not None:
+            done.not_built.append(problem)
+            continue
+        child, parent = tables[fk.table].target, tables[fk.parent].target
+        with dbs.target.connect() as conn:
+            there = {
+                (tuple(k["constrained_columns"]), k["referred_table"])
+                for k in sa.inspect(conn).get_foreign_keys(child)
+            }
+        if (fk.columns, parent) in there:
+            done.built.append(f"foreign key {fk.name} ({fk.table} -> {fk.parent}), declared")
+        else:
+            done.not_built.append(
+                f"foreign key {fk.name!r} of {fk.table!r} not added: the SQLite table existed"
+                " before without it, and SQLite cannot add one to an existing table"
+            )
+    return done
 
 
 def _stored_name(target: Engine, name: str) -> str:
@@ -257,11 +293,10 @@ def add_foreign_keys(job: Job) -> Built:
     dbs = Databases(job.source_url, job.target_url)
     done = Built()
     try:
+        if dbs.target.dialect.name == "sqlite":
+            return _sqlite_declared(dbs, job)
         tables, keys = _job_keys(dbs, job)
         names = {name: t.target for name, t in tables.items()}
-        if dbs.target.dialect.name == "sqlite":
-            done.not_built = _sqlite_note(len(keys))
-            return done
         for fk in keys:
             problem = _foreign_key_problem(fk, tables, dbs.target)
             if problem is not None:

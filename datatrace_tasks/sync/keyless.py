@@ -24,6 +24,7 @@ from datatrace_tasks.state.units import TaskUnit
 from datatrace_tasks.sync.catalog import SourceTable
 from datatrace_tasks.sync.ddl import TargetTable, create_target, target_table
 from datatrace_tasks.sync.engines import Databases, is_mysql
+from datatrace_tasks.sync.finish import sqlite_links
 from datatrace_tasks.sync.job import Job
 from datatrace_tasks.sync.rawsql import plain_quote
 from datatrace_tasks.sync.reader import projection
@@ -63,7 +64,7 @@ def _fresh_stage(target: Engine, spec: TargetTable, stage: str) -> sa.Table:
         name = plain_quote(target, spec.table.name)
         _execute(target, f"CREATE TABLE {plain_quote(target, stage)} LIKE {name}")
         return spec.table.to_metadata(sa.MetaData(), name=stage)
-    staged = spec.table.to_metadata(sa.MetaData(), name=stage)
+    staged = spec.table.to_metadata(spec.table.metadata, name=stage)  # its foreign keys resolve
     with target.begin() as conn:
         staged.create(conn)
     return staged
@@ -118,8 +119,9 @@ def copy_keyless(
     """
     if job.write_mode == "append":
         raise TableUnsupported(refusal_keyless_append(table))
+    links = sqlite_links(dbs, job, table)
     with dbs.source.connect() as conn:
-        spec = target_table(conn, dbs.target, table, write_mode=job.write_mode)
+        spec = target_table(conn, dbs.target, table, write_mode=job.write_mode, links=links)
     create_target(dbs.target, spec)
     stage = _fresh_stage(dbs.target, spec, _side_name(spec.table.name, "stage"))
     started = time.perf_counter()

@@ -12,7 +12,7 @@ from datatrace_tasks.exceptions import ConfigError, SchemaIncompatible, TableUns
 from datatrace_tasks.sync.catalog import SourceTable
 from datatrace_tasks.sync.ddl import target_table
 from datatrace_tasks.sync.engines import Databases
-from datatrace_tasks.sync.finish import index_statements, planned_foreign_keys
+from datatrace_tasks.sync.finish import index_statements, planned_foreign_keys, sqlite_links
 from datatrace_tasks.sync.incremental import cursor_column
 from datatrace_tasks.sync.job import Job
 from datatrace_tasks.sync.keyless import KEYLESS_NOTE, refusal_keyless_append
@@ -153,7 +153,8 @@ def _plan_unit(
         if probe:
             refuse_unstorable(dbs.source, table, dbs.target.dialect.name)
         with dbs.source.connect() as conn:
-            spec = target_table(conn, dbs.target, table, write_mode=job.write_mode)
+            links = sqlite_links(dbs, job, table)
+            spec = target_table(conn, dbs.target, table, write_mode=job.write_mode, links=links)
     except (SchemaIncompatible, TableUnsupported, ConfigError) as exc:
         unit.refusal = str(exc)
         return unit

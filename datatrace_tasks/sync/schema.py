@@ -11,6 +11,7 @@ parent's.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -227,3 +228,26 @@ def foreign_key_sql(target: Engine, fk: ForeignKey, names: dict[str, str]) -> st
         f" FOREIGN KEY ({cols(fk.columns)}) REFERENCES {q(names[fk.parent])}"
         f" ({cols(fk.parent_columns)}){rules}"
     )
+
+
+def declare_foreign_keys(table: sa.Table, links: Sequence[ForeignKey]) -> None:
+    """Declare foreign keys in a SQLite table's CREATE (SQLite cannot add one later and
+    checks them only with PRAGMA foreign_keys on, so they do not hinder the copy)."""
+    for fk in links:
+        parent: sa.Table = table
+        if fk.parent != table.name:
+            # Only its name and columns are rendered: a stand-in will do.
+            known = table.metadata.tables.get(fk.parent)
+            parent = known if known is not None else sa.Table(fk.parent, table.metadata)
+            for name in fk.parent_columns:
+                if name not in parent.c:
+                    parent.append_column(sa.Column(name, sa.types.NullType()))
+        table.append_constraint(
+            sa.ForeignKeyConstraint(
+                [table.c[name] for name in fk.columns],
+                [parent.c[name] for name in fk.parent_columns],
+                name=fk.name,
+                ondelete=fk.on_delete,
+                onupdate=fk.on_update,
+            )
+        )
