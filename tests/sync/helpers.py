@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from datatrace_tasks.state.units import TaskUnit
+from datatrace_tasks.sync import rangecopy
+from datatrace_tasks.sync.bulk import BulkState
 from datatrace_tasks.sync.copy import copy_table
 from datatrace_tasks.sync.ddl import target_table
 from datatrace_tasks.sync.engines import Databases
@@ -95,3 +97,47 @@ def execute(url: URL, *statements: str, **params: Any) -> None:
         for sql in statements:
             conn.execute(sa.text(sql), params)
     engine.dispose()
+
+
+# Each target with each write path it has: the bulk text path (LOAD DATA to MariaDB,
+# source-formatted COPY text to PostgreSQL) and the typed path every refused batch
+# falls back to; SQLite has only the latter. For `parametrize(("kind", "path"), PATHS)`.
+PATHS = [
+    pytest.param(kind, path, marks=param.marks, id=f"{param.id}-{path}")
+    for param in TARGETS
+    for kind in param.values
+    for path in (("bulk", "typed") if kind != "sqlite" else ("typed",))
+]
+
+
+class _Refused(BulkState):
+    """A bulk path the target refuses from the start: every batch goes typed."""
+
+    def __init__(self, enabled: bool) -> None:
+        super().__init__(False)
+
+
+def use_path(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    """Make the copies of a test take `path` ("bulk" as the engine chooses, or "typed")."""
+    if path == "typed":
+        monkeypatch.setattr(rangecopy, "BulkState", _Refused)
+
+
+def columns(url: URL, table: str) -> list[str]:
+    """The column names of `table` on `url`, in order, from the server's catalog."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        return [c["name"] for c in sa.inspect(engine).get_columns(table)]
+    finally:
+        engine.dispose()
+
+
+def sqlite_keys_hold(url: URL) -> bool:
+    """Whether SQLite's own check, with foreign keys on, finds no row breaking one."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA foreign_keys = ON")
+            return conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+    finally:
+        engine.dispose()

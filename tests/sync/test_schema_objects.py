@@ -14,21 +14,22 @@ from sqlalchemy.engine import URL
 from datatrace_tasks.orchestration.lifecycle import create_task_from_job, run_task
 from datatrace_tasks.orchestration.manager import TaskManager
 from datatrace_tasks.state.units import TaskUnit
-from datatrace_tasks.sync import rangecopy
-from datatrace_tasks.sync.bulk import BulkState
 from datatrace_tasks.sync.copy import make_process_fn
 from datatrace_tasks.sync.finish import add_foreign_keys
 from datatrace_tasks.sync.job import Job
 from datatrace_tasks.sync.plan import plan_job
-from tests.sync.helpers import TARGETS, SyncKit, execute, fetch
+from tests.sync.helpers import (
+    PATHS,
+    TARGETS,
+    SyncKit,
+    columns,
+    execute,
+    fetch,
+    sqlite_keys_hold,
+    use_path,
+)
 
 Signature = tuple[tuple[str, ...], bool]
-PATHS = [
-    pytest.param(kind, path, marks=param.marks, id=f"{param.id}-{path}")
-    for param in TARGETS
-    for kind in param.values
-    for path in (("bulk", "typed") if kind != "sqlite" else ("typed",))
-]
 
 
 def _run_all(job: Job, tables: list[str], sync: SyncKit) -> dict[str, TaskUnit]:
@@ -132,11 +133,7 @@ def test_sakila_keeps_its_indexes_foreign_keys_and_numbering(
     assert _foreign_keys(target) == _foreign_keys(sakila)
     if kind == "sqlite":  # declared with each table: SQLite cannot add one later
         assert all(line.endswith(", declared") for line in keys.built)
-        engine = sa.create_engine(target, poolclass=sa.pool.NullPool)
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA foreign_keys = ON")
-            assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
-        engine.dispose()
+        assert sqlite_keys_hold(target)
     else:
         assert add_foreign_keys(job).built == []  # a repeated run adds none twice
     assert "index idx_title" in " ".join(units["film"].extra["schema"]["built"]) or kind != "mysql"
@@ -200,7 +197,7 @@ def test_indexes_defaults_and_comments_land_or_are_named(
     assert "made: ON UPDATE CURRENT_TIMESTAMP() not copied" in warnings
     if kind == "postgres":
         engine = sa.create_engine(target, poolclass=sa.pool.NullPool)
-        comments = {c["name"]: c.get("comment") for c in sa.inspect(engine).get_columns("items")}
+        comments = {c["name"]: c.get("comment") for c in sa.inspect(engine).getcolumns("items")}
         engine.dispose()
         assert comments["code"] == "the shop's code"
 
@@ -282,20 +279,12 @@ def test_odd_schemas_the_review_found(mysql_schema: Callable[[], URL], sync: Syn
         job = sync.job(source, target, table_settings=settings)
         units = _run_all(job, ["seqd", "tag"], sync)
         assert all(u.extra["verification"]["ok"] for u in units.values())
-        assert _columns(target, "tag") == ["id", "label", "body"]
+        assert columns(target, "tag") == ["id", "label", "body"]
         execute(target, "INSERT INTO tag (id) VALUES (2)")
         assert fetch(target, "SELECT label FROM tag WHERE id = 2") == [("a :b",)]
         if kind == "postgres":
             (why,) = units["tag"].extra["schema"]["not_built"]
             assert why.startswith("index 'tag_by_body' not built: ")
-
-
-def _columns(url: URL, table: str) -> list[str]:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        return [c["name"] for c in sa.inspect(engine).get_columns(table)]
-    finally:
-        engine.dispose()
 
 
 def test_a_parent_the_job_leaves_out_is_named(shaped: URL, sync: SyncKit) -> None:
@@ -310,13 +299,6 @@ def test_a_parent_the_job_leaves_out_is_named(shaped: URL, sync: SyncKit) -> Non
     assert add_foreign_keys(job).not_built == plan_job(job).foreign_keys
 
 
-class _Refused(BulkState):
-    """A bulk path the target refuses from the start: every batch goes typed."""
-
-    def __init__(self, enabled: bool) -> None:
-        super().__init__(False)
-
-
 @pytest.mark.parametrize(("kind", "path"), PATHS)
 def test_generated_columns_keep_their_values(
     kind: str,
@@ -328,8 +310,7 @@ def test_generated_columns_keep_their_values(
     """A VIRTUAL and a STORED generated column (one indexed): MariaDB to MariaDB they
     stay generated, computed by the target; elsewhere their values are stored as plain
     columns, which `plan` says; either way the copy verifies through each write path."""
-    if path == "typed":
-        monkeypatch.setattr(rangecopy, "BulkState", _Refused)
+    use_path(monkeypatch, path)
     source = mysql_schema()
     execute(
         source,
@@ -360,8 +341,7 @@ def test_an_auto_increment_zero_row_stays_zero(
 ) -> None:
     """A row with 0 in its AUTO_INCREMENT key (a source under NO_AUTO_VALUE_ON_ZERO) keeps
     0 on every target and write path, not the next number; a new row then gets 6."""
-    if path == "typed":
-        monkeypatch.setattr(rangecopy, "BulkState", _Refused)
+    use_path(monkeypatch, path)
     source = mysql_schema()
     engine = sa.create_engine(source, poolclass=sa.pool.NullPool)
     with engine.begin() as conn:
@@ -404,9 +384,5 @@ def test_sqlite_declares_keys_of_a_keyless_child_across_its_swap(
         _run_all(job, ["parent", "log"], sync)
         assert add_foreign_keys(job).built == ["foreign key log_parent (log -> parent), declared"]
     assert _foreign_keys(target) == {("log", ("parent_id",), "parent", ("id",))}
-    engine = sa.create_engine(target, poolclass=sa.pool.NullPool)
-    with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA foreign_keys = ON")
-        assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
-    engine.dispose()
+    assert sqlite_keys_hold(target)
     assert fetch(target, "SELECT COUNT(*) FROM log") == [(3,)]

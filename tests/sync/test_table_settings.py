@@ -20,33 +20,16 @@ from datatrace_tasks.exceptions import (
 from datatrace_tasks.orchestration.lifecycle import create_task_from_job
 from datatrace_tasks.orchestration.manager import TaskManager
 from datatrace_tasks.state.units import TaskUnit
-from datatrace_tasks.sync import rangecopy
-from datatrace_tasks.sync.bulk import BulkState
 from datatrace_tasks.sync.copy import make_process_fn
 from datatrace_tasks.sync.plan import plan_job
 from datatrace_tasks.sync.verify import verify_job
-from tests.sync.helpers import TARGETS, SyncKit, execute, fetch
+from tests.sync.helpers import PATHS, TARGETS, SyncKit, columns, execute, fetch, use_path
 
 # A filter with a `%` (pymysql formats statements with it) and a `:` (SQLAlchemy's
 # bind marker) in its literals: both must reach the server as written.
 WHERE = "region LIKE 'e%' AND at < '12:00:00'"
 WANTED = "SELECT id, note FROM orders WHERE region LIKE 'e%' AND at < '12:00:00' ORDER BY id"
 ODD_TARGET = "eu `orders' \"x"
-
-
-class _Refused(BulkState):
-    """A bulk path the target refuses from the start: every batch goes typed."""
-
-    def __init__(self, enabled: bool) -> None:
-        super().__init__(False)
-
-
-PATHS = [
-    pytest.param(kind, path, marks=param.marks, id=f"{param.id}-{path}")
-    for param in TARGETS
-    for kind in param.values
-    for path in (("bulk", "typed") if kind != "sqlite" else ("typed",))
-]
 
 
 @pytest.fixture
@@ -87,14 +70,6 @@ def orders(mysql_schema: Callable[[], URL]) -> URL:
     return url
 
 
-def _columns(url: URL, table: str) -> list[str]:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        return [c["name"] for c in sa.inspect(engine).get_columns(table)]
-    finally:
-        engine.dispose()
-
-
 def _tables(url: URL) -> list[str]:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
@@ -120,8 +95,7 @@ def test_where_columns_and_target_name_copy_exactly_the_rows_asked_for(
     """A row filter, a left-out column and another target name: the target table,
     under its new name only, holds exactly the source rows the filter picks (by the
     source server's own `WHERE`), without the left-out column, and verifies clean."""
-    if path == "typed":
-        monkeypatch.setattr(rangecopy, "BulkState", _Refused)
+    use_path(monkeypatch, path)
     target = sync.target(kind)
     options = _settings(where=WHERE, exclude_columns=["secret"], target=ODD_TARGET)
     job = sync.job(orders, target, batch_size=7, ranges=3, **options)
@@ -131,7 +105,7 @@ def test_where_columns_and_target_name_copy_exactly_the_rows_asked_for(
     wanted = fetch(orders, WANTED)
     assert 40 < len(wanted) < 600, "the filter picks some rows, not all"
     assert _tables(target) == [ODD_TARGET]
-    assert _columns(target, ODD_TARGET) == ["id", "region", "note", "amount", "at"]
+    assert columns(target, ODD_TARGET) == ["id", "region", "note", "amount", "at"]
     name = _quoted(kind, ODD_TARGET)
     assert fetch(target, f"SELECT COUNT(*) FROM {name}") == [(len(wanted),)]  # noqa: S608
     copied = fetch(target, f"SELECT id, note FROM {name} ORDER BY id")  # noqa: S608
@@ -150,7 +124,7 @@ def test_verify_fails_on_a_target_row_the_filter_does_not_pick(
     target = sync.target(kind)
     job = sync.job(orders, target, **_settings(where="region = 'eu'", columns=["note"]))
     sync.run(job, "orders")
-    assert _columns(target, "orders") == ["id", "note"]  # the key comes with the columns
+    assert columns(target, "orders") == ["id", "note"]  # the key comes with the columns
     assert verify_job(job)["orders"]["ok"]
     execute(target, "INSERT INTO orders (id, note) VALUES (2, 'note 2')")  # region 'us'
     result = verify_job(job)["orders"]
@@ -312,7 +286,7 @@ def test_sqlite_to_sqlite_attach_path_takes_the_settings(tmp_path: Path, sync: S
     job = sync.job(source, target, batch_size=33, **_settings_for("items", **settings))
     unit = sync.run(job, "items")
     assert unit.extra["copy"]["path"] == "attach"
-    assert _tables(target) == ["evens"] and _columns(target, "evens") == ["id", "kind"]
+    assert _tables(target) == ["evens"] and columns(target, "evens") == ["id", "kind"]
     assert fetch(target, "SELECT COUNT(*), MIN(id), MAX(id) FROM evens") == [(250, 2, 500)]
     assert unit.extra["verification"]["ok"]
     execute(target, "DELETE FROM evens WHERE id = 2")

@@ -18,11 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from datatrace_tasks.exceptions import VerificationFailed
-from datatrace_tasks.sync import rangecopy
-from datatrace_tasks.sync.bulk import BulkState
 from datatrace_tasks.sync.engines import Databases
 from tests.sync.conftest import new_name
-from tests.sync.helpers import TARGETS, SyncKit, verify_one
+from tests.sync.helpers import PATHS, SyncKit, use_path, verify_one
 from tests.sync.typecases import (
     MATRIX_BEGIN,
     MATRIX_END,
@@ -69,23 +67,6 @@ def _read_expression(case: Case, kind: str) -> str:
     return "v + 0e0" if kind == "mysql" and case.slug == "float" else "v"
 
 
-class _Refused(BulkState):
-    """A bulk path the target refuses from the start: every batch goes typed."""
-
-    def __init__(self, enabled: bool) -> None:
-        super().__init__(False)
-
-
-# The bulk text path (LOAD DATA to MariaDB, source-formatted COPY text to PostgreSQL)
-# and the typed path every refused batch falls back to; SQLite has only the latter.
-PATHS = [
-    pytest.param(kind, path, marks=param.marks, id=f"{param.id}-{path}")
-    for param in TARGETS
-    for kind in param.values
-    for path in (("bulk", "typed") if kind != "sqlite" else ("typed",))
-]
-
-
 @pytest.mark.parametrize(("kind", "path"), PATHS)
 @pytest.mark.parametrize("case", CASES, ids=[c.slug for c in CASES])
 def test_one_changed_value_fails_verification(
@@ -99,8 +80,7 @@ def test_one_changed_value_fails_verification(
     """The copy (through `path`) verifies clean; each value moved by the smallest step
     its type holds fails verification naming the table and the key; put back, it
     verifies clean."""
-    if path == "typed":
-        monkeypatch.setattr(rangecopy, "BulkState", _Refused)
+    use_path(monkeypatch, path)
     target = sync.target(kind)
     job = sync.job(type_source, target, tables=[case.table])
     unit = sync.run(job, case.table)  # verifies: the untouched copy is clean
