@@ -197,7 +197,7 @@ def test_indexes_defaults_and_comments_land_or_are_named(
     assert "made: ON UPDATE CURRENT_TIMESTAMP() not copied" in warnings
     if kind == "postgres":
         engine = sa.create_engine(target, poolclass=sa.pool.NullPool)
-        comments = {c["name"]: c.get("comment") for c in sa.inspect(engine).getcolumns("items")}
+        comments = {c["name"]: c.get("comment") for c in sa.inspect(engine).get_columns("items")}
         engine.dispose()
         assert comments["code"] == "the shop's code"
 
