@@ -22,7 +22,7 @@ from prefect.artifacts import (
 from datatrace_tasks.heartbeat import Heartbeat
 from datatrace_tasks.state.cache import UnitCache
 from datatrace_tasks.state.records import elapsed_seconds
-from datatrace_tasks.state.units import UnitStatus, percentage
+from datatrace_tasks.state.units import percentage
 
 log = logging.getLogger("datatrace")
 
@@ -35,11 +35,9 @@ def artifact_key(name: str, task_id: str) -> str:
 
 def task_percentage(manager: UnitCache, task_id: str) -> float:
     # From the store, not memory: units running on Dask workers report there.
-    units = manager.store.load_units(task_id)
-    total = sum(max(u.total_records, u.processed_records) for u in units)
-    done = sum(u.processed_records for u in units)
+    done, total, all_completed = manager.store.rows_done(task_id)
     if total == 0:
-        return 100.0 if all(u.status is UnitStatus.COMPLETED for u in units) else 0.0
+        return 100.0 if all_completed else 0.0
     return round(percentage(done, total), 2)
 
 

@@ -50,7 +50,8 @@ class UnitRenewals:
     A unit adds its lease when it starts and removes it before giving the lease back;
     the beat renews under the same lock, so no renewal comes after a removal (it would
     find the lease released and report it lost). The thread runs while any lease is
-    held. A lease another holder took is dropped, with an error logged.
+    held, and ends at the first beat that finds none. A lease another holder took is
+    dropped, with an error logged.
     """
 
     _all: dict[tuple[int, float], UnitRenewals] = {}
@@ -80,15 +81,16 @@ class UnitRenewals:
                 self._beat = beat.start()
 
     def remove(self, task_id: str, unit_id: str) -> None:
-        """Stop renewing this lease (the last one stops the thread)."""
+        """Stop renewing this lease. The thread ends at its next beat if no lease is left:
+        units that follow each other closely do not start a thread each."""
         with self._lock:
             self._leases.pop((task_id, unit_id), None)
-            idle, self._beat = (self._beat, None) if not self._leases else (None, self._beat)
-        if idle is not None:
-            idle.stop()  # outside the lock: a beat in progress takes it
 
     def _renew_all(self) -> bool:
         with self._lock:
+            if not self._leases:
+                self._beat = None  # under the lock: the next `add` starts a new beat
+                return False
             for (task_id, unit_id), holder in list(self._leases.items()):
                 try:
                     kept = self.store.renew_unit(

@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -170,11 +170,22 @@ class StoreConnection:
         self.engine.dispose()
 
     @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A Core transaction, for the hot writes that need no ORM unit of work."""
+        with self._reachable(), self._turn, self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
     def session(self) -> Iterator[Session]:
         """A transaction: committed on success, rolled back on error."""
+        with self._reachable(), self._turn, self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """A lost connection becomes one readable DatabaseUnreachable."""
         try:
-            with self._turn, self._sessions.begin() as session:
-                yield session
+            yield
         except OperationalError as exc:
             if exc.connection_invalidated or "connect" in str(exc.orig).lower():
                 raise unreachable(self.url, exc) from exc

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from datatrace_tasks.state.leases import holder_is_gone
-from datatrace_tasks.state.models import SyncTaskRow, TaskUnitEventRow, TaskUnitRuntimeRow, utcnow
+from datatrace_tasks.state.models import SyncTaskRow, TaskUnitEventRow, utcnow
 from datatrace_tasks.state.units import EventKind, Progress, TaskStatus, TaskUnit, UnitStatus
 
 R = TypeVar("R")
@@ -87,8 +87,9 @@ def task_record(row: SyncTaskRow) -> SyncTask:
     return _from_row(SyncTask, row, status=TaskStatus(row.status))
 
 
-def unit_record(row: TaskUnitRuntimeRow) -> TaskUnit:
-    """The unit a `task_unit_runtimes` row holds (its id is the row's `unit_id`)."""
+def unit_record(row: Any) -> TaskUnit:
+    """The unit a `task_unit_runtimes` row holds, ORM object or Core row (its id is the
+    row's `unit_id`)."""
     return _from_row(TaskUnit, row, id=row.unit_id, status=UnitStatus(row.status))
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, Row, Table, bindparam, case, func, select, update
 
 from datatrace_tasks.exceptions import TaskNotFound, UnitAlreadyRunning, UnitNotFound
 from datatrace_tasks.state.engine import StoreConnection
@@ -38,15 +38,36 @@ class UnitRows(StoreConnection):
         Raises:
             TaskNotFound: no such task.
         """
-        with self.session() as s:
-            if s.get(SyncTaskRow, task_id) is None:
+        # Core rows, not ORM objects: a run reads all its units a few times, and a
+        # task may have thousands.
+        with self.transaction() as c:
+            rows = c.execute(_TASK_UNITS, {"task_id": task_id}).all()
+            if not rows and c.execute(_TASK_EXISTS, {"task_id": task_id}).first() is None:
                 raise TaskNotFound(task_id)
-            rows = s.scalars(
-                select(TaskUnitRuntimeRow)
-                .where(TaskUnitRuntimeRow.task_id == task_id)
-                .order_by(TaskUnitRuntimeRow.position, TaskUnitRuntimeRow.id)
-            )
-            return [(unit_record(r), _columns(r)) for r in rows]
+        return [(unit_record(r), r._asdict()) for r in rows]
+
+    def rows_done(self, task_id: str) -> tuple[int, int, bool]:
+        """The task's rows copied and rows in all (a unit past its estimate counts what it
+        copied), and whether every unit is completed: one aggregate, no unit loaded.
+
+        The Prefect progress artifact asks this every few seconds during a run; loading
+        every unit instead held up the units' own writes on a SQLite store.
+        """
+        biggest = case(
+            (_Row.total_records >= _Row.processed_records, _Row.total_records),
+            else_=_Row.processed_records,
+        )
+        completed = case((_Row.status == UnitStatus.COMPLETED.value, 1), else_=0)
+        with self.transaction() as c:
+            done, total, units, finished = c.execute(
+                select(
+                    func.coalesce(func.sum(_Row.processed_records), 0),
+                    func.coalesce(func.sum(biggest), 0),
+                    func.count(),
+                    func.coalesce(func.sum(completed), 0),
+                ).where(_Row.task_id == task_id)
+            ).one()
+        return int(done), int(total), int(finished) == int(units)
 
     def unit_row(self, task_id: str, unit_id: str) -> dict[str, Any]:
         """Every column of one unit's runtime row (timestamps, verification included)."""
@@ -85,17 +106,15 @@ class UnitRows(StoreConnection):
             UnitNotFound: the task has no such unit.
             UnitAlreadyRunning: the lease to take is another live holder's.
         """
-        with self.session() as s:
-            row = s.scalar(
-                select(TaskUnitRuntimeRow).where(*_unit_is(task_id, unit_id)).with_for_update()
-            )
-            if row is None:
+        # Core statements, not the ORM: this is every unit's start and end, and the
+        # ORM's unit of work was most of what a small unit cost beyond Prefect.
+        with self.transaction() as c:
+            found = c.execute(_READ, {"task_id": task_id, "unit_id": unit_id}).one_or_none()
+            if found is None:
                 raise UnitNotFound(task_id, unit_id)
+            row = _Changes(found._asdict())
             if lease is not None and not lease.apply(row, utcnow()):
-                raise UnitAlreadyRunning(
-                    f"unit {unit_id!r} of sync task {task_id!r} is already running in"
-                    f" {row.lease_owner}"
-                )
+                raise _held(task_id, unit_id, row.lease_owner)
             if status is not None:
                 _set_status(row, status)
             _set_fields(
@@ -110,12 +129,12 @@ class UnitRows(StoreConnection):
             )
             if figures is not None:
                 row.figures = dict(figures)
+            c.execute(_UPDATE, {"row_id": found.id, **row.changed})
             if event is None:
                 return None
-            ev = _unit_event(row, event)
-            s.add(ev)
-            s.flush()
-            return ev.id
+            values = _unit_event(task_id, unit_id, row, event)
+            added = c.execute(_EVENTS.insert(), values)
+            return int(cast(Row[Any], added.inserted_primary_key)[0])
 
     def claim_unit(self, task_id: str, unit_id: str, owner: str, *, lease_seconds: float) -> bool:
         """Take the unit's lease for `owner` unless another owner's lease is unexpired.
@@ -211,21 +230,77 @@ def _unit_is(task_id: str, unit_id: str) -> tuple[ColumnElement[bool], ColumnEle
     return TaskUnitRuntimeRow.task_id == task_id, TaskUnitRuntimeRow.unit_id == unit_id
 
 
-def _unit_event(row: TaskUnitRuntimeRow, kind: EventKind) -> TaskUnitEventRow:
-    """The event that records a unit's row as it is now."""
-    return TaskUnitEventRow(
-        task_id=row.task_id,
-        unit_id=row.unit_id,
-        kind=kind,
-        status=row.status,
-        processed_records=row.processed_records,
-        total_records=row.total_records,
-        message=row.error_message if row.status == UnitStatus.FAILED else "",
-        created_at=row.updated_at,
+def _held(task_id: str, unit_id: str, holder: str) -> UnitAlreadyRunning:
+    return UnitAlreadyRunning(
+        f"unit {unit_id!r} of sync task {task_id!r} is already running in {holder}"
     )
 
 
-def _set_status(row: TaskUnitRuntimeRow, status: UnitStatus) -> None:
+def _unit_event(task_id: str, unit_id: str, row: Any, kind: EventKind) -> dict[str, Any]:
+    """The event that records a unit's row as it is now."""
+    return {
+        "task_id": task_id,
+        "unit_id": unit_id,
+        "kind": kind,
+        "status": row.status,
+        "processed_records": row.processed_records,
+        "total_records": row.total_records,
+        "message": row.error_message if row.status == UnitStatus.FAILED else "",
+        "created_at": row.updated_at,
+    }
+
+
+# Statements built once: the columns a write reads back (what the new values and the
+# event are made from), the update whose SET clause is the parameters it is given,
+# and the event log.
+_UNITS = cast(Table, TaskUnitRuntimeRow.__table__)
+_EVENTS = cast(Table, TaskUnitEventRow.__table__)
+_READ = (
+    select(
+        *(
+            _UNITS.c[name]
+            for name in (
+                "id",
+                "status",
+                "total_records",
+                "processed_records",
+                "error_message",
+                "started_at",
+                "lease_owner",
+                "lease_expires_at",
+            )
+        )
+    )
+    .where(_UNITS.c.task_id == bindparam("task_id"), _UNITS.c.unit_id == bindparam("unit_id"))
+    .with_for_update()
+)
+_UPDATE = update(_UNITS).where(_UNITS.c.id == bindparam("row_id"))
+_TASK_UNITS = (
+    select(_UNITS)
+    .where(_UNITS.c.task_id == bindparam("task_id"))
+    .order_by(_UNITS.c.position, _UNITS.c.id)
+)
+_TASK_EXISTS = select(SyncTaskRow.id).where(SyncTaskRow.id == bindparam("task_id"))
+
+
+class _Changes:
+    """A unit row's columns as read, and the ones a write set (`changed`)."""
+
+    changed: dict[str, Any]
+
+    def __init__(self, read: dict[str, Any]) -> None:
+        self.__dict__.update(read)
+        self.__dict__["changed"] = {}
+
+    def __getattr__(self, name: str) -> Any:  # only a column not read gets here
+        raise AttributeError(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.__dict__[name] = value
+        self.changed[name] = value
+
+
+def _set_status(row: Any, status: UnitStatus) -> None:
     """A unit's status, with when it started (first run) and when it came to rest."""
     row.status = status.value
     if status is UnitStatus.RUNNING:
@@ -236,7 +311,7 @@ def _set_status(row: TaskUnitRuntimeRow, status: UnitStatus) -> None:
 
 
 def _set_fields(
-    row: TaskUnitRuntimeRow,
+    row: Any,
     *,
     total: int | None,
     processed: int | None,

@@ -76,12 +76,15 @@ class TestUnitLease:
 class TestUnitRenewals:
     def test_one_thread_renews_every_unit_lease_held_then_stops(self, store: Store) -> None:
         """Two units held for three times their 0.6 s lease stay theirs (another holder
-        is refused at the end), renewed by one shared thread, which is gone once both
-        leases are given back; the leases are then free."""
+        is refused at the end), renewed by one shared thread, which is gone a beat after
+        both leases are given back; the leases are then free. (An earlier test's renewer
+        may still be ending its last beat: only threads started here count.)"""
         task_id = store.create_task(name="t", units=[("a", "a"), ("b", "b")])
+        earlier = {t for t in threading.enumerate() if t.name == "datatrace-leases"}
 
         def renewers() -> list[threading.Thread]:
-            return [t for t in threading.enumerate() if t.name == "datatrace-leases"]
+            alive = threading.enumerate()
+            return [t for t in alive if t.name == "datatrace-leases" and t not in earlier]
 
         with (
             unit_lease(store, task_id, "a", lease_seconds=0.6, owner="me:1"),
