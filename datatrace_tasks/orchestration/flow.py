@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from prefect import State, flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
 from prefect.futures import as_completed
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.states import Cancelled, Completed, Failed
@@ -206,9 +207,8 @@ class _Start:
 
 def _attempt() -> int:
     """Which attempt of the current unit's task run this is (1 on the first)."""
-    from prefect.runtime import task_run
-
-    return int(task_run.run_count or 1)
+    context = TaskRunContext.get()
+    return int(context.task_run.run_count or 1) if context is not None else 1
 
 
 def _flow_body(

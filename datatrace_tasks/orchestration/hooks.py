@@ -21,9 +21,13 @@ Hook = Callable[[Any, Any, Any], None]
 
 
 def _unit_id() -> str:
-    from prefect.runtime import task_run
+    # The run context itself, not `prefect.runtime` (which also reads the environment
+    # for overrides on every access): this runs at every unit's end.
+    from prefect.context import TaskRunContext
 
-    return str(task_run.parameters["unit_id"])
+    context = TaskRunContext.get()
+    assert context is not None, "a unit hook runs inside its task run"
+    return str(context.parameters["unit_id"])
 
 
 def state_exception(state: Any) -> BaseException | None:

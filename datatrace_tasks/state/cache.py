@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from copy import copy
 from typing import Any, TypeVar
 
 from datatrace_tasks.exceptions import DuplicateUnitName, UnitAlreadyRunning, UnitNotFound
@@ -97,10 +97,10 @@ class UnitCache:
         units = self.store.load_units(task_id)
         with self._lock:
             self._units[task_id] = {u.id: u for u in units}
-        copies = [replace(u) for u in units]
+        copies = [copy(u) for u in units]
         for unit in copies:
             self._publish(task_id, unit)
-        return [replace(u) for u in copies]
+        return [copy(u) for u in copies]
 
     def init_task_units(self, task_id: str, unit_names: Sequence[str]) -> list[TaskUnit]:
         """Create `pending` units for a new task in memory only.
@@ -114,14 +114,14 @@ class UnitCache:
         units = {name: TaskUnit(id=name, name=name) for name in unit_names}
         with self._lock:
             self._units[task_id] = units
-        return [replace(u) for u in units.values()]
+        return [copy(u) for u in units.values()]
 
     def get_task_units(self, task_id: str) -> list[TaskUnit]:
         """Copies of a task's units from the cache (loaded from the store on a miss)."""
         with self._lock:
             cached = self._units.get(task_id)
             if cached is not None:
-                return [replace(u) for u in cached.values()]
+                return [copy(u) for u in cached.values()]
         return self.load_task_units_from_db(task_id)
 
     def get_unit(self, task_id: str, unit_id: str) -> TaskUnit:
@@ -145,7 +145,7 @@ class UnitCache:
             unit = self._cached(task_id, unit_id)
             unit.status = UnitStatus(status)
             _settle(unit)
-            return replace(unit)
+            return copy(unit)
 
     def update_unit_status_with_sync(
         self,
@@ -165,7 +165,7 @@ class UnitCache:
         """
         with self._lock:
             unit = self._cached(task_id, unit_id)
-            before = replace(unit)
+            before = copy(unit)
             unit.status = UnitStatus(status)
             if error_message is not None:
                 unit.error_message = error_message
@@ -193,7 +193,7 @@ class UnitCache:
             unit.processed_records = int(processed)
             if total is not None:
                 unit.total_records = int(total)
-            return replace(unit)
+            return copy(unit)
 
     def update_unit_progress_with_sync(
         self,
@@ -225,7 +225,7 @@ class UnitCache:
             if not due:
                 self._dirty.add(key)
                 self._ensure_flusher()
-            snapshot = replace(unit)
+            snapshot = copy(unit)
         if due:
             self._write(task_id, unit_id, event=EventKind.PROGRESS)
         elif checkpoint is not None:
@@ -247,7 +247,7 @@ class UnitCache:
             unit = self._cached(task_id, unit_id)
             unit.status = UnitStatus.FAILED
             unit.error_message = error_text(error)
-            return replace(unit)
+            return copy(unit)
 
     def fail_unit_with_sync(
         self, task_id: str, unit_id: str, error: str | BaseException
@@ -301,7 +301,7 @@ class UnitCache:
 
     def _snapshot(self, task_id: str, unit_id: str) -> TaskUnit:
         with self._lock:
-            return replace(self._cached(task_id, unit_id))
+            return copy(self._cached(task_id, unit_id))
 
     def _write(
         self,
@@ -318,7 +318,7 @@ class UnitCache:
             lock = self._write_locks.setdefault(key, threading.Lock())
         with lock:
             with self._lock:
-                unit = replace(self._cached(task_id, unit_id))
+                unit = copy(self._cached(task_id, unit_id))
                 if event is not None:
                     self._dirty.discard(key)
                     self._last_write[key] = time.monotonic()

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from datatrace_tasks.exceptions import (
@@ -251,23 +251,27 @@ def _task_row(
 def _add_units(
     s: Session, task_id: str, units: Sequence[tuple[str, str]], totals: Mapping[str, int]
 ) -> None:
+    """One multi-row INSERT of Core values: a task may have thousands of units."""
+    if not units:
+        return
     now = utcnow()
-    for position, (unit_id, unit_name) in enumerate(units):
-        s.add(
-            TaskUnitRuntimeRow(
-                task_id=task_id,
-                unit_id=unit_id,
-                name=unit_name,
-                position=position,
-                status=UnitStatus.PENDING.value,
-                total_records=int(totals.get(unit_id, 0)),
-                processed_records=0,
-                percentage=0.0,
-                error_message="",
-                attempts=0,
-                updated_at=now,
-            )
-        )
+    rows = [
+        {
+            "task_id": task_id,
+            "unit_id": unit_id,
+            "name": unit_name,
+            "position": position,
+            "status": UnitStatus.PENDING.value,
+            "total_records": int(totals.get(unit_id, 0)),
+            "processed_records": 0,
+            "percentage": 0.0,
+            "error_message": "",
+            "attempts": 0,
+            "updated_at": now,
+        }
+        for position, (unit_id, unit_name) in enumerate(units)
+    ]
+    s.execute(insert(TaskUnitRuntimeRow), rows)  # SQLAlchemy 2 bulk INSERT, no unit of work
 
 
 def _task_event(

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, Table, bindparam, case, func, select, update
+from sqlalchemy import ColumnElement, Row, Table, bindparam, case, func, insert, select, update
 
 from datatrace_tasks.exceptions import TaskNotFound, UnitAlreadyRunning, UnitNotFound
 from datatrace_tasks.state.engine import StoreConnection
@@ -133,7 +133,7 @@ class UnitRows(StoreConnection):
             if event is None:
                 return None
             values = _unit_event(task_id, unit_id, row, event)
-            added = c.execute(_EVENTS.insert(), values)
+            added = c.execute(_ADD_EVENT, values)
             return int(cast(Row[Any], added.inserted_primary_key)[0])
 
     def claim_unit(self, task_id: str, unit_id: str, owner: str, *, lease_seconds: float) -> bool:
@@ -275,6 +275,7 @@ _READ = (
     .with_for_update()
 )
 _UPDATE = update(_UNITS).where(_UNITS.c.id == bindparam("row_id"))
+_ADD_EVENT = insert(_EVENTS)
 _TASK_UNITS = (
     select(_UNITS)
     .where(_UNITS.c.task_id == bindparam("task_id"))
