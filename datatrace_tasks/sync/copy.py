@@ -26,7 +26,13 @@ from datatrace_tasks.sync.differential import has_rows, resync_table
 from datatrace_tasks.sync.engines import Databases
 from datatrace_tasks.sync.fingerprint import Scope
 from datatrace_tasks.sync.finish import finish_table, sqlite_links
-from datatrace_tasks.sync.incremental import Window, copy_window, open_window, scope
+from datatrace_tasks.sync.incremental import (
+    Window,
+    open_window,
+    scope,
+    window_rows,
+    window_total,
+)
 from datatrace_tasks.sync.job import Job
 from datatrace_tasks.sync.keyless import copy_keyless
 from datatrace_tasks.sync.rangecopy import RangeCopy
@@ -178,7 +184,11 @@ def _copy_and_verify(
     checkpoint: Mapping[str, Any] | None = reporter.checkpoint
     window = open_window(dbs, job, table, spec, reporter) if job.mode == "incremental" else None
     if window is not None and window.low is not None:
-        unit.extra["copy"] = stats = copy_window(dbs, job, table, spec, window, reporter)
+        rows = window_rows(dbs, table, window)
+        carried = {"incremental": window.to_json()}
+        total = window_total(dbs, table, window)
+        stats = _copy_ranges(dbs, job, rows, spec, unit, reporter, carried, total=total)
+        stats.update(path="incremental", since=str(window.low), write_path=stats["path"])
         # Rows changed on the source while the window was copied are copied again.
         ranged = scope(table, window)
         _verify(
@@ -211,13 +221,15 @@ def _copy_ranges(
     unit: TaskUnit,
     reporter: ProgressReporter,
     carry: dict[str, Any],
+    *,
+    total: int | None = None,
 ) -> dict[str, Any]:
     """Copy every row, key ranges side by side from where the checkpoint left them;
     `carry` goes into every checkpoint beside the ranges. Returns the `copy` figures."""
     checkpoint = reporter.checkpoint
     sink = SqlSink(dbs.target, spec, job.write_mode)
     sink.prepare(fresh=checkpoint is None)
-    total = estimate_rows(dbs, table)
+    total = estimate_rows(dbs, table) if total is None else total
     reporter.set_total(total)
     ranges = _key_ranges(dbs, job, table, checkpoint, total)
     started = time.perf_counter()

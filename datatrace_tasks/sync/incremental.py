@@ -19,9 +19,9 @@ not hold yet, or holds empty, or with no mark for this cursor, is copied in full
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,10 +37,6 @@ from datatrace_tasks.sync.differential import has_rows
 from datatrace_tasks.sync.engines import Databases
 from datatrace_tasks.sync.fingerprint import Scope
 from datatrace_tasks.sync.job import Job
-from datatrace_tasks.sync.rangecopy import Throttle
-from datatrace_tasks.sync.ranges import KeyRange, from_checkpoint, to_checkpoint
-from datatrace_tasks.sync.reader import batches
-from datatrace_tasks.sync.sinks import SqlSink
 
 CURSOR_KINDS = ("integer", "date", "datetime")
 
@@ -130,52 +126,36 @@ def scope(table: SourceTable, window: Window) -> Scope:
     return Scope(table.column(window.cursor), window.low)
 
 
-def copy_window(
-    dbs: Databases,
-    job: Job,
-    table: SourceTable,
-    spec: TargetTable,
-    window: Window,
-    reporter: ProgressReporter,
-) -> dict[str, Any]:
-    """Upsert the window's rows in key order, a checkpoint after each batch; returns
-    the unit's `copy` figures."""
+def window_rows(dbs: Databases, table: SourceTable, window: Window) -> SourceTable:
+    """The table narrowed to the window's rows, `cursor >= low`, as a row filter: every
+    write path then copies the window as it copies a whole table (`LOAD DATA`,
+    `COPY`, in key ranges with their checkpoints), upserting.
 
-    def where(source: sa.Table | sa.Subquery) -> Any:
-        return source.c[window.cursor] >= window.low
+    The mark is written as the text the drivers send for a typed parameter of its
+    kind (`_sql_literal`); it is our value, never the job's text.
+    """
+    column = dbs.source.dialect.identifier_preparer.quote(window.cursor)
+    condition = f"{column} >= {_sql_literal(window.low)}"
+    if table.row_filter is not None:
+        condition = f"({table.row_filter}\n) AND {condition}"
+    return dataclasses.replace(table, row_filter=condition)
 
-    checkpoint = reporter.checkpoint
-    resumed = checkpoint is not None and "incremental" in checkpoint
-    ranges = from_checkpoint(checkpoint) if resumed else None
-    rng = ranges[0] if ranges else KeyRange(None, None)
-    started = time.perf_counter()
+
+def _sql_literal(value: Any) -> str:
+    """An integer, date or datetime as SQL text, in the form pymysql and sqlite3 send a
+    parameter of that type (microseconds only when there are some)."""
+    if isinstance(value, dt.datetime):
+        return f"'{value.isoformat(' ')}'"
+    if isinstance(value, dt.date):
+        return f"'{value.isoformat()}'"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError(f"a cursor mark must be an integer, date or datetime, not {value!r}")
+
+
+def window_total(dbs: Databases, table: SourceTable, window: Window) -> int:
+    """How many source rows the window holds now (the unit's total)."""
+    rows = table.source_rows()
     with dbs.source.connect() as conn:
-        count = conn.execute(
-            sa.select(sa.func.count()).where(where(table.source_rows()))
-        ).scalar_one()
-    reporter.set_total(int(count))
-    stats: dict[str, Any] = {
-        "path": "incremental",
-        "since": str(window.low),
-        "rows_read": 0,
-        "batches": 0,
-        "resumed_after": to_checkpoint([rng])["last_key"] if resumed else None,
-    }
-    sink, throttle = SqlSink(dbs.target, spec, "upsert"), Throttle(job.throttle_rows_per_second)
-    for batch in batches(
-        dbs.source,
-        table,
-        batch_size=job.batch_size,
-        target_dialect=dbs.target.dialect.name,
-        after=rng.start,
-        where=where,
-    ):
-        sink.write_batch(batch.rows, replay=True)
-        rng.last_key, rng.rows = batch.last_key, rng.rows + len(batch.rows)
-        stats["rows_read"] += len(batch.rows)
-        stats["batches"] += 1
-        reporter.report(rng.rows, {**to_checkpoint([rng]), "incremental": window.to_json()})
-        throttle.wait(len(batch.rows))
-    stats["rows_written"] = stats["rows_read"]
-    stats["copy_seconds"] = round(time.perf_counter() - started, 3)
-    return stats
+        count = sa.select(sa.func.count()).where(rows.c[window.cursor] >= window.low)
+        return int(conn.execute(count).scalar_one())

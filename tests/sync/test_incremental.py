@@ -4,6 +4,7 @@ on both servers, and only then hands on a new mark."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy.engine import URL
 
 from datatrace_tasks.exceptions import JobFileInvalid, TableUnsupported, UnitPaused
 from datatrace_tasks.sync.checkpoint import decode_value
+from datatrace_tasks.sync.incremental import _sql_literal
 from datatrace_tasks.sync.job import job_from_dict
 from tests.sync.helpers import TARGETS, SyncKit, execute, fetch
 
@@ -77,6 +79,8 @@ def test_incremental_copies_only_the_rows_past_the_mark(
     second = sync.run(job, "events", sync.reporter(high_water=mark))
     stats = second.extra["copy"]
     assert stats["path"] == "incremental"
+    # The window goes through the target's bulk path, as a full copy does.
+    assert stats["write_path"] == {"mysql": "load", "postgres": "copy"}.get(kind, "upsert")
     assert stats["rows_read"] == 4  # id 1, 150, 1000 and 300 (at the mark: `>=`)
     assert second.extra["verification"]["ok"]
     assert second.extra["verification"]["source_rows"] == 4
@@ -201,3 +205,21 @@ def test_plan_names_the_mode_and_refuses_a_table_without_the_cursor(
     assert by_table["events"].action.endswith("; incremental: rows by updated_at")
     assert "has no column 'updated_at'" in (by_table["ticks"].refusal or "")
     assert "deletes on the source are not seen" in plan.notes[0]
+
+
+@pytest.mark.parametrize(
+    ("mark", "text"),
+    [
+        (dt.datetime(2024, 1, 1, 10, 4, 57), "'2024-01-01 10:04:57'"),
+        (dt.datetime(2024, 1, 1, 10, 4, 57, 300), "'2024-01-01 10:04:57.000300'"),
+        (dt.date(2024, 1, 2), "'2024-01-02'"),
+        (-42, "-42"),
+    ],
+)
+def test_a_window_mark_is_written_as_the_drivers_send_it(mark: Any, text: str) -> None:
+    """The window's row filter holds the mark in the form pymysql and sqlite3 send a
+    parameter of its type: microseconds only when there are some. Anything else is
+    refused rather than written into SQL."""
+    assert _sql_literal(mark) == text
+    with pytest.raises(TypeError, match="integer, date or datetime"):
+        _sql_literal("1; DROP TABLE events")
