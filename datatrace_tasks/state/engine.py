@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from datatrace_tasks.exceptions import DatabaseUnreachable
+from datatrace_tasks.mysqltls import connect_with_shared_tls
 from datatrace_tasks.urls import describe, mask_text, mask_url, parse_url
 
 log = logging.getLogger("datatrace")
@@ -57,6 +58,8 @@ def make_engine(url: str) -> Engine:
         kwargs.update(pool_size=10, max_overflow=40)
         kwargs["connect_args"] = {"connect_timeout": 10}
     engine = create_engine(parsed, **kwargs)
+    if parsed.get_driver_name() == "pymysql":
+        connect_with_shared_tls(engine)
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

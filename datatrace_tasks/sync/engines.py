@@ -11,6 +11,7 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from datatrace_tasks.exceptions import DatabaseUnreachable
+from datatrace_tasks.mysqltls import connect_with_shared_tls
 from datatrace_tasks.sync.catalog import SourceTable, read_catalog, resolve_tables
 from datatrace_tasks.sync.infile import GuardedConnection
 from datatrace_tasks.sync.job import mask_url
@@ -44,11 +45,10 @@ def create(url: URL, *, role: Role) -> Engine:
         # The bulk path (LOAD DATA LOCAL INFILE, see bulk.py); the server may still refuse.
         connect_args["local_infile"] = True
     engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args, **options)
-    if connect_args.get("local_infile"):
-
-        @sa.event.listens_for(engine, "do_connect")
-        def _guarded(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
-            return GuardedConnection(*cargs, **cparams)  # sends only files DataTrace offers
+    if url.get_driver_name() == "pymysql":
+        # A guarded target connection sends only files DataTrace offers (infile.py).
+        guarded = GuardedConnection if connect_args.get("local_infile") else None
+        connect_with_shared_tls(engine, guarded)
 
     if is_mysql(engine):
 

@@ -13,8 +13,10 @@ import os
 from typing import Any
 
 import pymysql
-from pymysql.connections import Connection, MySQLResult
+from pymysql.connections import MySQLResult
 from pymysql.protocol import LoadLocalPacketWrapper
+
+from datatrace_tasks.mysqltls import SharedTlsConnection
 
 # The client error MySQL 8 uses for this: CR_LOAD_DATA_LOCAL_INFILE_REJECTED.
 REJECTED = 2068
@@ -39,7 +41,7 @@ class _GuardedResult(MySQLResult):  # type: ignore[misc]
         super()._read_load_local_packet(first_packet)
 
 
-class GuardedConnection(Connection):  # type: ignore[misc]
+class GuardedConnection(SharedTlsConnection):
     """A pymysql connection that sends only the file set in `offered_file` (bytes)."""
 
     offered_file: bytes | None = None
