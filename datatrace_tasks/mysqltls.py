@@ -17,6 +17,7 @@ import threading
 from typing import Any, ClassVar
 
 from pymysql.connections import Connection
+from sqlalchemy import Engine, event
 
 
 class SharedTlsConnection(Connection):  # type: ignore[misc]
@@ -34,13 +35,12 @@ class SharedTlsConnection(Connection):  # type: ignore[misc]
             return SharedTlsConnection._preferred
 
 
-def connect_with_shared_tls(engine: Any, connection_class: type[Connection] | None = None) -> None:
-    """Make a pymysql engine open its connections as `connection_class` (by default
-    `SharedTlsConnection`; a subclass of it for more behaviour)."""
-    from sqlalchemy import event
-
-    cls = connection_class or SharedTlsConnection
+def connect_with_shared_tls(
+    engine: Engine, connection_class: type[SharedTlsConnection] = SharedTlsConnection
+) -> None:
+    """Make a pymysql engine open its connections as `connection_class` (a subclass of
+    `SharedTlsConnection` adds behaviour, as the target's guarded one does)."""
 
     @event.listens_for(engine, "do_connect")
     def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
-        return cls(*cargs, **cparams)
+        return connection_class(*cargs, **cparams)

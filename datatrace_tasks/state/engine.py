@@ -16,7 +16,6 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from datatrace_tasks.exceptions import DatabaseUnreachable
-from datatrace_tasks.mysqltls import connect_with_shared_tls
 from datatrace_tasks.urls import describe, mask_text, mask_url, parse_url
 
 log = logging.getLogger("datatrace")
@@ -59,6 +58,9 @@ def make_engine(url: str) -> Engine:
         kwargs["connect_args"] = {"connect_timeout": 10}
     engine = create_engine(parsed, **kwargs)
     if parsed.get_driver_name() == "pymysql":
+        # Imported here: a SQLite store (`datatrace status`) need not load pymysql.
+        from datatrace_tasks.mysqltls import connect_with_shared_tls
+
         connect_with_shared_tls(engine)
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

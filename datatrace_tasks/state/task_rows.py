@@ -251,7 +251,7 @@ def _task_row(
 def _add_units(
     s: Session, task_id: str, units: Sequence[tuple[str, str]], totals: Mapping[str, int]
 ) -> None:
-    """One multi-row INSERT of Core values: a task may have thousands of units."""
+    """The task's units in one bulk INSERT: a task may have thousands of units."""
     if not units:
         return
     now = utcnow()

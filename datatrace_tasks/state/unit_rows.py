@@ -71,11 +71,11 @@ class UnitRows(StoreConnection):
 
     def unit_row(self, task_id: str, unit_id: str) -> dict[str, Any]:
         """Every column of one unit's runtime row (timestamps, verification included)."""
-        with self.session() as s:
-            row = s.scalar(select(TaskUnitRuntimeRow).where(*_unit_is(task_id, unit_id)))
-            if row is None:
-                raise UnitNotFound(task_id, unit_id)
-            return _columns(row)
+        with self.transaction() as c:
+            row = c.execute(select(_UNITS).where(*_unit_is(task_id, unit_id))).one_or_none()
+        if row is None:
+            raise UnitNotFound(task_id, unit_id)
+        return row._asdict()
 
     def write_unit(
         self,
@@ -219,10 +219,6 @@ class UnitRows(StoreConnection):
 
 
 _Row = TaskUnitRuntimeRow
-
-
-def _columns(row: TaskUnitRuntimeRow) -> dict[str, Any]:
-    return {c.key: getattr(row, c.key) for c in TaskUnitRuntimeRow.__table__.columns}
 
 
 def _unit_is(task_id: str, unit_id: str) -> tuple[ColumnElement[bool], ColumnElement[bool]]:

@@ -31,7 +31,6 @@ from datatrace_tasks.sync.incremental import (
     open_window,
     scope,
     window_rows,
-    window_total,
 )
 from datatrace_tasks.sync.job import Job
 from datatrace_tasks.sync.keyless import copy_keyless
@@ -52,6 +51,11 @@ def estimate_rows(dbs: Databases, table: SourceTable) -> int:
     """Exact for small tables, the catalog's estimate for big ones (COUNT(*) scans)."""
     if table.estimated_rows >= EXACT_COUNT_BELOW:
         return table.estimated_rows
+    return count_rows(dbs, table)
+
+
+def count_rows(dbs: Databases, table: SourceTable) -> int:
+    """The source's `COUNT(*)` of the table's rows (those its row filter keeps)."""
     with dbs.source.connect() as conn:
         stmt = sa.select(sa.func.count()).select_from(table.source_rows())
         return int(conn.execute(stmt).scalar_one())
@@ -184,9 +188,10 @@ def _copy_and_verify(
     checkpoint: Mapping[str, Any] | None = reporter.checkpoint
     window = open_window(dbs, job, table, spec, reporter) if job.mode == "incremental" else None
     if window is not None and window.low is not None:
+        # The window's rows are counted by the same filter that copies them.
         rows = window_rows(dbs, table, window)
         carried = {"incremental": window.to_json()}
-        total = window_total(dbs, table, window)
+        total = count_rows(dbs, rows)
         stats = _copy_ranges(dbs, job, rows, spec, unit, reporter, carried, total=total)
         stats.update(path="incremental", since=str(window.low), write_path=stats["path"])
         # Rows changed on the source while the window was copied are copied again.

@@ -11,7 +11,7 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from datatrace_tasks.exceptions import DatabaseUnreachable
-from datatrace_tasks.mysqltls import connect_with_shared_tls
+from datatrace_tasks.mysqltls import SharedTlsConnection, connect_with_shared_tls
 from datatrace_tasks.sync.catalog import SourceTable, read_catalog, resolve_tables
 from datatrace_tasks.sync.infile import GuardedConnection
 from datatrace_tasks.sync.job import mask_url
@@ -47,8 +47,8 @@ def create(url: URL, *, role: Role) -> Engine:
     engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args, **options)
     if url.get_driver_name() == "pymysql":
         # A guarded target connection sends only files DataTrace offers (infile.py).
-        guarded = GuardedConnection if connect_args.get("local_infile") else None
-        connect_with_shared_tls(engine, guarded)
+        guarded = connect_args.get("local_infile", False)
+        connect_with_shared_tls(engine, GuardedConnection if guarded else SharedTlsConnection)
 
     if is_mysql(engine):
 

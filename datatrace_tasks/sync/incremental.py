@@ -151,11 +151,3 @@ def _sql_literal(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     raise TypeError(f"a cursor mark must be an integer, date or datetime, not {value!r}")
-
-
-def window_total(dbs: Databases, table: SourceTable, window: Window) -> int:
-    """How many source rows the window holds now (the unit's total)."""
-    rows = table.source_rows()
-    with dbs.source.connect() as conn:
-        count = sa.select(sa.func.count()).where(rows.c[window.cursor] >= window.low)
-        return int(conn.execute(count).scalar_one())

@@ -124,6 +124,30 @@ class TestBadInput:
         assert "127.0.0.1" in out.stderr and "***" in out.stderr
         assert tasks_in(tmp_path / "s.db") == 0
 
+    def test_status_loads_neither_prefect_nor_a_database_driver_it_does_not_use(
+        self, tmp_path: Path
+    ) -> None:
+        """`status` on a SQLite store prints the task's units without importing Prefect
+        or pymysql (each costs start-up time the command does not need)."""
+        state = tmp_path / "s.db"
+        script = (
+            "import sys\n"
+            "from datatrace_tasks.state.store import Store\n"
+            f"task = Store('sqlite:///{state}').create_task(name='t', units=[('a', 'a')])\n"
+            "from datatrace_tasks.cli.app import main\n"
+            "sys.argv = ['datatrace', 'status', task]\n"
+            "try:\n    main()\n"
+            "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print(sorted(m for m in ('prefect', 'pymysql') if m in sys.modules))\n"
+        )
+        env = {**os.environ, "DATATRACE_DATABASE_URL": f"sqlite:///{state}", "COLUMNS": "200"}
+        out = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert out.returncode == 0, out.stderr
+        assert "pending" in out.stdout
+        assert out.stdout.strip().splitlines()[-1] == "[]"
+
     def test_unknown_task_status(self, tmp_path: Path) -> None:
         """status of an unknown task exits non-zero naming it."""
         out = datatrace("status", "no-such-task", state=tmp_path / "s.db")
